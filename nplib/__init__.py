@@ -1,0 +1,29 @@
+"""nplib: the support package of the NoProp course (Li, Teh, Pascanu 2025, arXiv:2503.24322).
+
+Flat modules, one idea each:
+
+* :mod:`nplib.schedules`  - alpha, alpha_bar, SNR, loss weights and a_t, b_t, c_t (notebooks 01-02)
+* :mod:`nplib.embeddings` - W_embed: one-hot, learned, prototype (notebook 01)
+* :mod:`nplib.diffusion`  - q(z_t | y), one posterior step, the KL term (notebook 01)
+* :mod:`nplib.blocks`     - the denoising block, paper and small (notebook 03)
+* :mod:`nplib.models`     - NoProp-DT and the backprop baseline (notebook 04)
+* :mod:`nplib.train`      - fit / evaluate, checkpoints and resume (notebook 04)
+* :mod:`nplib.data`       - datasets as tensors, the data root, quick mode
+* :mod:`nplib.plots`, :mod:`nplib.widgets` - figures and interactive explorers
+* :mod:`nplib.cli`        - ``python -m nplib train|schedule``
+"""
+from .blocks import BlockConfig, DenoisingBlock, count_parameters
+from .data import data_root, load_dataset, load_train_test, smoke_mode
+from .diffusion import kl_prior, posterior_step, q_sample
+from .embeddings import LabelEmbedding, class_medoids
+from .models import BackpropBaseline, NoPropDT
+from .schedules import DTSchedule, make_schedule
+from .train import evaluate_runs, fit, set_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockConfig", "DenoisingBlock", "count_parameters", "data_root", "load_dataset", "load_train_test",
+    "smoke_mode", "kl_prior", "posterior_step", "q_sample", "LabelEmbedding", "class_medoids",
+    "BackpropBaseline", "NoPropDT", "DTSchedule", "make_schedule", "evaluate_runs", "fit", "set_seed",
+]

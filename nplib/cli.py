@@ -1,0 +1,184 @@
+"""Command line: ``python -m nplib train|schedule ...``.
+
+Introduced in README.md ("Quick start"). Examples::
+
+    python -m nplib train --dataset mnist --model small --epochs 5 --out runs/mnist_small.json
+    python -m nplib schedule --kind cosine --T 10 --json
+
+``train`` prints a per-epoch table (epoch, average loss, train accuracy, test accuracy, seconds)
+and writes a JSON file with the configuration, the hardware, the history and the final test
+accuracy as mean and standard error over ``--eval-runs`` stochastic inference runs, plus the
+accuracy of noise-free inference. In quick mode (``NPLIB_SMOKE=1``) data and epochs shrink.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+#: Other modules may register subcommands here: name -> callable(subparsers) adding the parser,
+#: whose ``func`` default runs it.
+EXTRA_COMMANDS: dict = {}
+
+
+def _cmd_schedule(args) -> int:
+    from .schedules import make_schedule
+
+    sched = make_schedule(args.kind, args.T, alpha_bar_min=args.alpha_bar_min, alpha_bar_max=args.alpha_bar_max)
+    if args.json:
+        print(json.dumps(sched.as_dict(), indent=2))
+    else:
+        print(f"{args.kind} schedule, T = {args.T}, alpha_bar clipped to [{args.alpha_bar_min}, {args.alpha_bar_max}]")
+        print(sched.table())
+    return 0
+
+
+def build_model(variant: str, model: str, image_shape, num_classes: int, T: int, embedding: str,
+                embed_dim=None, train=None, schedule: str = "cosine", alpha_bar_max: float = 0.99,
+                eta: float | None = None):
+    """The model the command line trains (NoProp-DT, the backprop baseline, or CT/FM when present)."""
+    from .embeddings import class_medoids
+    from .models import BackpropBaseline, NoPropDT
+    from .schedules import make_schedule
+
+    prototypes = None
+    if embedding == "prototype":
+        if train is None:
+            raise ValueError("prototype embeddings need the training set to compute class medoids")
+        prototypes = class_medoids(train.x, train.y, num_classes, generator=None)
+    if variant == "dt":
+        sched = make_schedule(schedule, T, alpha_bar_max=alpha_bar_max)
+        return NoPropDT(image_shape, num_classes, T=T, block=model, embedding=embedding, schedule=sched,
+                        eta=0.1 if eta is None else eta, embed_dim=embed_dim, prototypes=prototypes)
+    if variant == "backprop":
+        return BackpropBaseline(image_shape, num_classes, T=T, block=model, embedding=embedding,
+                                embed_dim=embed_dim, prototypes=prototypes)
+    if variant in ("ct", "fm"):
+        try:
+            from . import continuous
+        except ImportError as err:  # pragma: no cover
+            raise ValueError(f"variant {variant!r} is not available: {err}") from None
+        return continuous.build(variant, model, image_shape, num_classes, embedding=embedding,
+                                embed_dim=embed_dim, prototypes=prototypes, eta=eta)
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def _cmd_train(args) -> int:
+    import torch
+
+    from .data import load_train_test, smoke_mode
+    from .train import evaluate_runs, fit, hardware_info, set_seed
+
+    smoke = smoke_mode()
+    epochs = 1 if smoke else args.epochs
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    train, test = load_train_test(args.dataset, smoke=smoke)
+    set_seed(args.seed)
+    model = build_model(args.variant, args.model, train.image_shape, train.num_classes, args.T, args.embedding,
+                        args.embed_dim, train, args.schedule, args.alpha_bar_max, args.eta)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.variant} / {args.model} block / {args.embedding} embedding on {args.dataset}: "
+          f"{len(train)} train, {len(test)} test images, {n_params:,} parameters, {epochs} epochs, "
+          f"device {device}{' (quick mode)' if smoke else ''}")
+    t0 = time.perf_counter()
+    history = fit(model, train, test, epochs, batch_size=args.batch_size, lr=args.lr,
+                  weight_decay=args.weight_decay, seed=args.seed, checkpoint=args.checkpoint,
+                  resume=not args.no_resume, progress=not args.no_progress, device=device,
+                  max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    train_seconds = time.perf_counter() - t0
+    final = evaluate_runs(model, test, runs=args.eval_runs, seed=args.seed, device=device)
+    print(f"final test accuracy: {100 * final['mean']:.2f} +- {100 * final['se']:.2f} % "
+          f"(stochastic chain, mean +- s.e. over {args.eval_runs} runs); noise-free {100 * final['noise_free']:.2f} %")
+    print(f"wall time {train_seconds / 60:.1f} min (training and per-epoch evaluation)")
+    result = {
+        "command": " ".join(["python -m nplib"] + sys.argv[1:]),
+        "config": {**vars(args), "epochs_run": len(history), "smoke": smoke, "train_size": len(train),
+                   "test_size": len(test), "parameters": n_params, "model": model.config()},
+        "hardware": hardware_info(),
+        "history": history,
+        "final_test_accuracy": final,
+        "wall_seconds": train_seconds,
+    }
+    result["config"].pop("func", None)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nplib", description="The NoProp course's command line.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("schedule", help="print a NoProp-DT noise schedule")
+    s.add_argument("--kind", choices=["cosine", "linear"], default="cosine")
+    s.add_argument("--T", type=int, default=10, help="number of blocks (default 10)")
+    s.add_argument("--alpha-bar-min", type=float, default=1e-4)
+    s.add_argument("--alpha-bar-max", type=float, default=0.99)
+    s.add_argument("--json", action="store_true", help="print the arrays as JSON")
+    s.set_defaults(func=_cmd_schedule)
+
+    t = sub.add_parser("train", help="train a model and write a JSON report")
+    t.add_argument("--dataset", default="mnist", choices=["mnist", "fashionmnist", "cifar10", "cifar100"])
+    t.add_argument("--variant", default="dt", choices=["dt", "backprop", "ct", "fm"],
+                   help="NoProp-DT, the backprop baseline, NoProp-CT or NoProp-FM")
+    t.add_argument("--model", default="small", choices=["small", "paper"], help="block size")
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="JSON report path (default runs/<dataset>_<variant>_<model>.json)")
+    t.add_argument("--T", type=int, default=10)
+    t.add_argument("--embedding", default="onehot", choices=["onehot", "learned", "prototype"])
+    t.add_argument("--embed-dim", type=int, default=None)
+    t.add_argument("--schedule", default="cosine", choices=["cosine", "linear"])
+    t.add_argument("--alpha-bar-max", type=float, default=0.99)
+    t.add_argument("--eta", type=float, default=None, help="denoising loss weight (DT default 0.1)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-decay", type=float, default=1e-3)
+    t.add_argument("--eval-runs", type=int, default=5, help="stochastic inference runs for the final accuracy")
+    t.add_argument("--checkpoint", default=None, help="save after every epoch and resume from this file")
+    t.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this budget")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.set_defaults(func=_cmd_train)
+
+    for name, add in EXTRA_COMMANDS.items():
+        add(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    _register_optional_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and args.out is None:
+        args.out = f"runs/{args.dataset}_{args.variant}_{args.model}.json"
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _register_optional_commands() -> None:
+    """Subcommands that live in their own modules (for example ``forecast``)."""
+    import importlib
+
+    for mod in ("forecast_cli",):
+        try:
+            m = importlib.import_module(f"nplib.{mod}")
+        except ModuleNotFoundError as err:
+            if err.name != f"nplib.{mod}":
+                raise
+            continue
+        EXTRA_COMMANDS.update(m.COMMANDS)

@@ -1,0 +1,194 @@
+"""Datasets as in-memory tensors, the data root, and the quick ("smoke") mode switch.
+
+Introduced in notebooks/01_forward_diffusion_on_label_embeddings (setup cell) and used by every
+notebook and by ``python -m nplib``.
+
+* The data root is ``$NPLIB_DATA`` when set, else the repository's ``data/`` folder (or ``./data``
+  when nplib is installed outside a checkout, as on Colab). Datasets download there on first use
+  through ``torchvision.datasets`` in its usual layout (``<root>/MNIST/raw/...``).
+* Images are decoded ONCE into a float tensor (normalised with the training set's per-channel mean
+  and standard deviation); :class:`TensorLoader` then serves shuffled minibatches by indexing, with
+  no per-item PIL decoding.
+* Quick mode: ``NPLIB_SMOKE=1`` (the test suite sets it) shrinks datasets and epochs so that every
+  notebook and command runs in seconds. :func:`smoke_mode` reads it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["DATASETS", "DatasetNotFoundError", "TensorData", "TensorLoader", "data_root", "smoke_mode",
+           "load_dataset", "load_train_test", "SMOKE_SIZES"]
+
+#: name -> (torchvision class name, image shape, classes, per-channel mean, per-channel std)
+DATASETS = {
+    "mnist": ("MNIST", (1, 28, 28), 10, (0.1307,), (0.3081,)),
+    "fashionmnist": ("FashionMNIST", (1, 28, 28), 10, (0.2860,), (0.3530,)),
+    "cifar10": ("CIFAR10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ("CIFAR100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+#: Sizes used in quick mode: (training images, test images).
+SMOKE_SIZES = (2000, 500)
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are not under the data root and could not be downloaded."""
+
+
+def smoke_mode() -> bool:
+    """True when the environment variable ``NPLIB_SMOKE`` is set to anything but '' or '0'."""
+    return os.environ.get("NPLIB_SMOKE", "").strip() not in ("", "0", "false", "False")
+
+
+def data_root() -> Path:
+    """``$NPLIB_DATA``, else the repository's ``data/`` folder, else ``./data``."""
+    env = os.environ.get("NPLIB_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    if (_REPO_ROOT / "pyproject.toml").exists() and (_REPO_ROOT / "nplib").is_dir():
+        return _REPO_ROOT / "data"
+    return Path.cwd() / "data"
+
+
+@dataclass
+class TensorData:
+    """Images ``x`` (N, C, H, W) float32, normalised, and labels ``y`` (N,) int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    name: str = ""
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"{self.x.shape[0]} images but {self.y.shape[0]} labels")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else int(self.y.max()) + 1
+
+    def subset(self, n: int, seed: int = 0) -> "TensorData":
+        """A random subset of ``n`` examples (fixed by ``seed``); the whole set if n >= len."""
+        if n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return TensorData(self.x[idx], self.y[idx], self.name, self.classes)
+
+
+class TensorLoader:
+    """Minibatches of a :class:`TensorData`, reshuffled each epoch by a seeded generator.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees exactly the
+    batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, data: TensorData, batch_size: int = 128, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.data, self.batch_size, self.shuffle, self.seed, self.drop_last = data, batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.data)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.data.x[idx], self.data.y[idx]
+
+
+def _missing_message(name: str, cls_name: str, root: Path, reason: str) -> str:
+    if cls_name in ("MNIST", "FashionMNIST"):
+        files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"]
+        where = root / cls_name / "raw"
+        what = ", ".join(files) + " (or the same names with .gz)"
+    else:
+        base = "cifar-10-batches-py" if cls_name == "CIFAR10" else "cifar-100-python"
+        archive = "cifar-10-python.tar.gz" if cls_name == "CIFAR10" else "cifar-100-python.tar.gz"
+        where = root
+        what = f"the folder {base}/ (unpacked from {archive})"
+    return (f"dataset {name!r} was not found under the data root {root} and could not be downloaded "
+            f"({reason}). Put {what} in {where}, or point NPLIB_DATA at a folder that holds them.")
+
+
+def load_dataset(name: str, train: bool = True, root: str | Path | None = None,
+                 download: bool = True) -> TensorData:
+    """Load a whole split of ``name`` ('mnist', 'fashionmnist', 'cifar10', 'cifar100') into memory.
+
+    Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 0 (setup).
+    Downloads into the data root on first use; when the files are missing and the download fails,
+    raises :class:`DatasetNotFoundError` naming the files and where to put them.
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    import torchvision.datasets as tvd
+
+    cls_name, shape, _, mean, std = DATASETS[key]
+    cls = getattr(tvd, cls_name)
+    root = Path(root) if root is not None else data_root()
+    try:
+        ds = cls(str(root), train=train, download=False)
+    except RuntimeError as first:
+        if not download:
+            raise DatasetNotFoundError(_missing_message(key, cls_name, root, f"download=False; {first}")) from None
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            ds = cls(str(root), train=train, download=True)
+        except Exception as err:  # no network, a read-only root, a checksum failure...
+            raise DatasetNotFoundError(_missing_message(key, cls_name, root, f"{type(err).__name__}: {err}")) from None
+    data = ds.data
+    x = torch.as_tensor(data) if not isinstance(data, torch.Tensor) else data
+    x = x.float().div_(255.0)
+    if x.ndim == 3:           # MNIST-like: (N, H, W)
+        x = x.unsqueeze(1)
+    else:                     # CIFAR: (N, H, W, C)
+        x = x.permute(0, 3, 1, 2).contiguous()
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    x = (x - m) / s
+    y = torch.as_tensor(ds.targets, dtype=torch.long)
+    assert tuple(x.shape[1:]) == shape, (x.shape, shape)
+    return TensorData(x, y, key, tuple(str(c) for c in getattr(ds, "classes", ())))
+
+
+def load_train_test(name: str, root: str | Path | None = None, download: bool = True,
+                    smoke: bool | None = None, train_size: int | None = None,
+                    test_size: int | None = None) -> tuple[TensorData, TensorData]:
+    """Training and test splits of ``name``; quick mode keeps ``SMOKE_SIZES`` random examples.
+
+    Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 0 (setup).
+    """
+    smoke = smoke_mode() if smoke is None else smoke
+    train = load_dataset(name, True, root, download)
+    test = load_dataset(name, False, root, download)
+    if smoke:
+        train_size = min(train_size or SMOKE_SIZES[0], SMOKE_SIZES[0])
+        test_size = min(test_size or SMOKE_SIZES[1], SMOKE_SIZES[1])
+    if train_size:
+        train = train.subset(train_size, seed=0)
+    if test_size:
+        test = test.subset(test_size, seed=1)
+    return train, test

@@ -1,0 +1,199 @@
+r"""Noise schedules for NoProp-DT (discrete time).
+
+Introduced in notebooks/01_forward_diffusion_on_label_embeddings (section 2) and studied in
+notebooks/02_noise_schedules_and_snr.
+
+Notation (the paper's, and the slides'):
+
+* ``T`` blocks, time index ``t = 0 .. T``. Time runs from NOISE to LABEL: ``z_0`` is Gaussian noise
+  and ``z_T`` is close to the label embedding ``u_y``. This is the reverse of DDPM's indexing.
+* ``alpha_t`` for ``t = 0 .. T`` and
+
+      alpha_bar_t = prod_{s=t..T} alpha_s        (product from t UP TO T)
+
+  so ``alpha_bar_T = alpha_T``, ``alpha_bar_{t-1} = alpha_{t-1} * alpha_bar_t`` and ``alpha_bar_t``
+  INCREASES with ``t``.
+* The marginal ``q(z_t | y) = N(sqrt(alpha_bar_t) u_y, (1 - alpha_bar_t) I)``.
+* ``SNR(t) = alpha_bar_t / (1 - alpha_bar_t)``, increasing in ``t``; block ``t``'s loss weight is
+  ``SNR(t) - SNR(t-1) > 0``.
+* The posterior of one step, ``q(z_t | z_{t-1}, y) = N(a_t u_y + b_t z_{t-1}, c_t I)``, with
+
+      a_t = sqrt(alpha_bar_t) (1 - alpha_{t-1}) / (1 - alpha_bar_{t-1})
+      b_t = sqrt(alpha_{t-1}) (1 - alpha_bar_t) / (1 - alpha_bar_{t-1})
+      c_t = (1 - alpha_bar_t) (1 - alpha_{t-1}) / (1 - alpha_bar_{t-1})
+
+Choices the paper leaves open (documented here and shown in notebook 02):
+
+* **cosine** ("fixed cosine" in the paper): the Nichol-Dhariwal cosine, reversed in time,
+
+      f(s) = cos^2( (s + 0.008) / 1.008 * pi / 2 ) / cos^2( 0.008 / 1.008 * pi / 2 )
+      alpha_bar_t = clip( f(1 - t / T), alpha_bar_min, alpha_bar_max )
+
+  ``f(0) = 1`` would give ``alpha_bar_T = 1`` and an infinite SNR, so ``alpha_bar`` is clipped.
+  Default ``alpha_bar_max = 0.99``: the last block's weight is then about 64 while the other nine
+  lie between 0.025 and 26 (T = 10). With 0.999 the last weight is 964 and dominates every other
+  block's loss by a factor of 40; notebook 02 plots the effect. ``alpha_bar_min = 1e-4`` only
+  touches ``t = 0`` (where ``f(1) = 0``) for ``T <= 100``.
+* **linear**: ``alpha_bar_t`` linear in ``t`` from ``alpha_bar_min`` to ``alpha_bar_max``
+  (linear in alpha_bar, not DDPM's linear betas, which make no sense for T = 10).
+
+All arrays are float64 torch tensors: ``alpha``, ``alpha_bar`` and ``snr`` have ``T + 1`` entries
+(index ``t = 0 .. T``); ``snr_delta``, ``a``, ``b`` and ``c`` have ``T`` entries for
+``t = 1 .. T`` (entry ``t - 1`` belongs to block ``t``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["DTSchedule", "cosine_alpha_bar", "linear_alpha_bar", "make_schedule", "SCHEDULE_KINDS"]
+
+SCHEDULE_KINDS = ("cosine", "linear")
+
+#: Offset of the Nichol-Dhariwal cosine schedule.
+COSINE_OFFSET = 0.008
+
+
+def _check_T(T) -> int:
+    if isinstance(T, bool) or not isinstance(T, int):
+        raise ValueError(f"T must be an integer number of blocks >= 1, got {T!r}")
+    if T < 1:
+        raise ValueError(f"T must be >= 1 (the number of blocks), got T={T}")
+    return T
+
+
+def _check_clip(alpha_bar_min: float, alpha_bar_max: float) -> None:
+    if not (0.0 < alpha_bar_min < 1.0):
+        raise ValueError(f"alpha_bar_min must lie in (0, 1), got {alpha_bar_min}")
+    if not (0.0 < alpha_bar_max < 1.0):
+        raise ValueError(
+            f"alpha_bar_max must lie in (0, 1), got {alpha_bar_max} "
+            "(alpha_bar_T = 1 would make SNR(T) infinite)"
+        )
+    if not alpha_bar_min < alpha_bar_max:
+        raise ValueError(f"need alpha_bar_min < alpha_bar_max, got {alpha_bar_min} >= {alpha_bar_max}")
+
+
+def cosine_alpha_bar(T: int, alpha_bar_min: float = 1e-4, alpha_bar_max: float = 0.99) -> torch.Tensor:
+    """``alpha_bar_t`` for t = 0..T of the reversed, clipped cosine schedule (module docstring).
+
+    Introduced in notebooks/02_noise_schedules_and_snr, section 1.
+    """
+    T = _check_T(T)
+    _check_clip(alpha_bar_min, alpha_bar_max)
+    t = torch.arange(T + 1, dtype=torch.float64)
+    s = 1.0 - t / T  # DDPM time: s = 0 is clean, s = 1 is noise
+    # f(s) = cos^2((s + 0.008)/1.008 * pi/2) / cos^2(0.008/1.008 * pi/2)
+    f = torch.cos((s + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+    f = f / math.cos(COSINE_OFFSET / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+    # alpha_bar_t = clip(f(1 - t/T), alpha_bar_min, alpha_bar_max)
+    return f.clamp(alpha_bar_min, alpha_bar_max)
+
+
+def linear_alpha_bar(T: int, alpha_bar_min: float = 1e-4, alpha_bar_max: float = 0.99) -> torch.Tensor:
+    """``alpha_bar_t`` linear in t from ``alpha_bar_min`` (t = 0) to ``alpha_bar_max`` (t = T).
+
+    Introduced in notebooks/02_noise_schedules_and_snr, section 1.
+    """
+    T = _check_T(T)
+    _check_clip(alpha_bar_min, alpha_bar_max)
+    t = torch.arange(T + 1, dtype=torch.float64)
+    # alpha_bar_t = alpha_bar_min + (alpha_bar_max - alpha_bar_min) * t / T
+    return alpha_bar_min + (alpha_bar_max - alpha_bar_min) * t / T
+
+
+@dataclass(frozen=True)
+class DTSchedule:
+    """A discrete-time NoProp schedule, built from ``alpha_bar_t`` for t = 0..T.
+
+    Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 2.
+
+    Use :func:`make_schedule` (or :meth:`from_alpha_bar`) rather than the constructor. Every
+    array is a float64 tensor; see the module docstring for the formulas and the index ranges.
+    """
+
+    kind: str
+    alpha: torch.Tensor      # (T+1,)  t = 0..T
+    alpha_bar: torch.Tensor  # (T+1,)  t = 0..T
+    snr: torch.Tensor        # (T+1,)  t = 0..T
+    snr_delta: torch.Tensor  # (T,)    t = 1..T : SNR(t) - SNR(t-1)
+    a: torch.Tensor          # (T,)    t = 1..T
+    b: torch.Tensor          # (T,)    t = 1..T
+    c: torch.Tensor          # (T,)    t = 1..T
+
+    @property
+    def T(self) -> int:
+        return self.alpha_bar.numel() - 1
+
+    @classmethod
+    def from_alpha_bar(cls, alpha_bar, kind: str = "custom") -> "DTSchedule":
+        """Build every array from ``alpha_bar_t``, t = 0..T (strictly increasing, inside (0, 1))."""
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64).flatten().clone()
+        if alpha_bar.numel() < 2:
+            raise ValueError(f"alpha_bar needs T + 1 >= 2 entries (t = 0..T), got {alpha_bar.numel()}")
+        if not torch.isfinite(alpha_bar).all():
+            raise ValueError("alpha_bar contains NaN or infinite values")
+        if not ((alpha_bar > 0) & (alpha_bar < 1)).all():
+            bad = alpha_bar[(alpha_bar <= 0) | (alpha_bar >= 1)]
+            raise ValueError(f"alpha_bar must lie strictly inside (0, 1); got values {bad.tolist()}")
+        diffs = alpha_bar[1:] - alpha_bar[:-1]
+        if not (diffs > 0).all():
+            t_bad = int(torch.nonzero(diffs <= 0)[0]) + 1
+            raise ValueError(
+                "alpha_bar must be strictly increasing in t (time runs from noise at t = 0 to the "
+                f"label at t = T); alpha_bar[{t_bad}] = {alpha_bar[t_bad]:.6g} <= "
+                f"alpha_bar[{t_bad - 1}] = {alpha_bar[t_bad - 1]:.6g}. A forward (DDPM-direction) "
+                "cumulative product gives a decreasing alpha_bar and negative loss weights."
+            )
+        ab_t, ab_prev = alpha_bar[1:], alpha_bar[:-1]
+        # alpha_bar_T = alpha_T ;  alpha_{t-1} = alpha_bar_{t-1} / alpha_bar_t
+        alpha = torch.empty_like(alpha_bar)
+        alpha[-1] = alpha_bar[-1]
+        alpha[:-1] = ab_prev / ab_t
+        alpha_prev = alpha[:-1]  # alpha_{t-1} for t = 1..T
+        # SNR(t) = alpha_bar_t / (1 - alpha_bar_t)
+        snr = alpha_bar / (1 - alpha_bar)
+        # loss weight of block t: SNR(t) - SNR(t-1)
+        snr_delta = snr[1:] - snr[:-1]
+        # a_t = sqrt(alpha_bar_t) (1 - alpha_{t-1}) / (1 - alpha_bar_{t-1})
+        a = ab_t.sqrt() * (1 - alpha_prev) / (1 - ab_prev)
+        # b_t = sqrt(alpha_{t-1}) (1 - alpha_bar_t) / (1 - alpha_bar_{t-1})      (alpha, not alpha_bar)
+        b = alpha_prev.sqrt() * (1 - ab_t) / (1 - ab_prev)
+        # c_t = (1 - alpha_bar_t) (1 - alpha_{t-1}) / (1 - alpha_bar_{t-1})
+        c = (1 - ab_t) * (1 - alpha_prev) / (1 - ab_prev)
+        return cls(kind=kind, alpha=alpha, alpha_bar=alpha_bar, snr=snr, snr_delta=snr_delta, a=a, b=b, c=c)
+
+    def as_dict(self) -> dict:
+        """Plain lists, the layout of ``python -m nplib schedule --json``."""
+        keys = ("alpha", "alpha_bar", "snr", "snr_delta", "a", "b", "c")
+        return {"kind": self.kind, "T": self.T, **{k: getattr(self, k).tolist() for k in keys}}
+
+    def table(self, digits: int = 4) -> str:
+        """A fixed-width text table of every array, one row per t (notebook 02, section 2)."""
+        head = f"{'t':>3} {'alpha':>10} {'alpha_bar':>10} {'SNR':>10} {'dSNR':>10} {'a_t':>10} {'b_t':>10} {'c_t':>10}"
+        rows = [head]
+        for t in range(self.T + 1):
+            vals = [self.alpha[t], self.alpha_bar[t], self.snr[t]]
+            tail = [self.snr_delta[t - 1], self.a[t - 1], self.b[t - 1], self.c[t - 1]] if t else []
+            cells = [f"{float(v):10.{digits}g}" for v in vals] + [f"{float(v):10.{digits}g}" for v in tail]
+            cells += [f"{'-':>10}"] * (7 - len(cells))
+            rows.append(f"{t:>3} " + " ".join(cells))
+        return "\n".join(rows)
+
+
+def make_schedule(kind: str = "cosine", T: int = 10, alpha_bar_min: float = 1e-4,
+                  alpha_bar_max: float = 0.99) -> DTSchedule:
+    """The NoProp-DT schedule of the given ``kind`` ('cosine' or 'linear') with ``T`` blocks.
+
+    Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 2.
+    Defaults: cosine, T = 10, alpha_bar clipped to [1e-4, 0.99] (module docstring says why).
+    """
+    if kind == "cosine":
+        alpha_bar = cosine_alpha_bar(T, alpha_bar_min, alpha_bar_max)
+    elif kind == "linear":
+        alpha_bar = linear_alpha_bar(T, alpha_bar_min, alpha_bar_max)
+    else:
+        raise ValueError(f"unknown schedule kind {kind!r}; choose one of {SCHEDULE_KINDS}")
+    return DTSchedule.from_alpha_bar(alpha_bar, kind=kind)
