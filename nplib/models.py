@@ -184,32 +184,58 @@ class NoPropDT(_BlockStack):
         opts["shared"] = torch.optim.AdamW(self.shared_parameters(), lr=lr, weight_decay=weight_decay)
         return opts
 
-    def training_step(self, x: torch.Tensor, y: torch.Tensor, optimizers: dict) -> dict:
-        """One minibatch: for t = 1..T, update block t, the classifier and W_embed.
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, optimizers: dict, blocks=None,
+                      shared: bool = True) -> dict:
+        """One minibatch of Algorithm 1: for t = 1..T, update block t, then the classifier and W_embed.
 
-        Introduced in notebooks/04_noprop_dt_mnist, section 1. Each block's forward, backward and
-        update finish before the next block starts. Returns the mean losses as floats.
+        Introduced in notebooks/04_noprop_dt_mnist, section 1.
+
+        Block t's forward, backward and update finish (and its gradients are freed) before block
+        t+1 starts. The losses of Algorithm 1 are summed per step, ``L_t + L_out + L_KL``; their
+        parameters are disjoint except a learned ``W_embed``, so the two backward passes below give
+        exactly the gradients of the sum.
+
+        Random numbers: one draw from the global generator per minibatch gives a base seed; block
+        t and the t-th classifier update then draw their noise (and dropout masks) from their own
+        streams seeded by (base, t). A process that trains only some ``blocks`` (block-parallel
+        training, :mod:`nplib.parallel`) therefore computes exactly what the single process computes
+        for those blocks. ``shared=False`` skips the classifier / W_embed updates.
+        Returns the mean losses as floats.
         """
-        shared = optimizers["shared"]
+        train_blocks = set(range(1, self.T + 1)) if blocks is None else set(blocks)
+        if not train_blocks <= set(range(1, self.T + 1)):
+            raise ValueError(f"blocks must be a subset of 1..{self.T}, got {sorted(train_blocks)}")
+        base = int(torch.randint(0, 2**31 - 1, (1,)))
+        devices = [x.device] if x.device.type == "cuda" else []
+        shared_opt = optimizers.get("shared") if shared else None
         total_block, total_out = 0.0, 0.0
         for t in range(1, self.T + 1):
-            opt = optimizers[f"block{t}"]
-            opt.zero_grad(set_to_none=True)
-            shared.zero_grad(set_to_none=True)
-            loss_t = self.block_loss(t, x, y)
-            loss_out = self.classifier_loss(y)
-            loss = loss_t + loss_out
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"NoProp-DT loss of block {t} is {loss.item()} "
-                                         f"(L_t = {loss_t.item()}, L_out + L_KL = {loss_out.item()})")
-            loss.backward()
-            opt.step()
-            shared.step()
-            opt.zero_grad(set_to_none=True)  # free block t's gradients before block t+1 starts
-            total_block += loss_t.item()
-            total_out += loss_out.item()
-        return {"loss": (total_block + total_out) / self.T, "loss_blocks": total_block / self.T,
-                "loss_classifier": total_out / self.T}
+            if shared_opt is not None:
+                shared_opt.zero_grad(set_to_none=True)
+            if t in train_blocks:
+                opt = optimizers[f"block{t}"]
+                opt.zero_grad(set_to_none=True)
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(base * 4099 + t)
+                    loss_t = self.block_loss(t, x, y)
+                    if not torch.isfinite(loss_t):
+                        raise FloatingPointError(f"NoProp-DT loss of block {t} is {loss_t.item()}")
+                    loss_t.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)  # free block t's gradients before block t+1 starts
+                total_block += loss_t.item()
+            if shared_opt is not None:
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(base * 4099 + self.T + t)
+                    loss_out = self.classifier_loss(y)
+                    if not torch.isfinite(loss_out):
+                        raise FloatingPointError(f"classifier loss -log p(y|z_T) + KL is {loss_out.item()}")
+                    loss_out.backward()
+                shared_opt.step()
+                total_out += loss_out.item()
+        n_b, n_s = max(len(train_blocks), 1), (self.T if shared_opt is not None else 1)
+        return {"loss": total_block / n_b + total_out / n_s, "loss_blocks": total_block / n_b,
+                "loss_classifier": total_out / n_s}
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
