@@ -39,7 +39,7 @@ def _cmd_schedule(args) -> int:
 
 def build_model(variant: str, model: str, image_shape, num_classes: int, T: int, embedding: str,
                 embed_dim=None, train=None, schedule: str = "cosine", alpha_bar_max: float = 0.99,
-                eta: float | None = None):
+                eta: float | None = None, inference_steps: int = 1000):
     """The model the command line trains (NoProp-DT, the backprop baseline, or CT/FM when present)."""
     from .embeddings import class_medoids
     from .models import BackpropBaseline, NoPropDT
@@ -63,7 +63,8 @@ def build_model(variant: str, model: str, image_shape, num_classes: int, T: int,
         except ImportError as err:  # pragma: no cover
             raise ValueError(f"variant {variant!r} is not available: {err}") from None
         return continuous.build(variant, model, image_shape, num_classes, embedding=embedding,
-                                embed_dim=embed_dim, prototypes=prototypes, eta=eta)
+                                embed_dim=embed_dim, prototypes=prototypes, eta=eta,
+                                inference_steps=inference_steps)
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -81,7 +82,8 @@ def _cmd_train(args) -> int:
     train, test = load_train_test(args.dataset, smoke=smoke)
     set_seed(args.seed)
     model = build_model(args.variant, args.model, train.image_shape, train.num_classes, args.T, args.embedding,
-                        args.embed_dim, train, args.schedule, args.alpha_bar_max, args.eta)
+                        args.embed_dim, train, args.schedule, args.alpha_bar_max, args.eta,
+                        args.inference_steps)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.variant} / {args.model} block / {args.embedding} embedding on {args.dataset}: "
           f"{len(train)} train, {len(test)} test images, {n_params:,} parameters, {epochs} epochs, "
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", default="cosine", choices=["cosine", "linear"])
     t.add_argument("--alpha-bar-max", type=float, default=0.99)
     t.add_argument("--eta", type=float, default=None, help="denoising loss weight (DT default 0.1)")
+    t.add_argument("--inference-steps", type=int, default=1000,
+                   help="Euler / chain steps at inference for --variant ct and fm (paper: 1000)")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-decay", type=float, default=1e-3)
@@ -174,7 +178,7 @@ def _register_optional_commands() -> None:
     """Subcommands that live in their own modules (for example ``forecast``)."""
     import importlib
 
-    for mod in ("forecast_cli",):
+    for mod in ("forecast_cli", "student"):
         try:
             m = importlib.import_module(f"nplib.{mod}")
         except ModuleNotFoundError as err:
