@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("NPLIB_SMOKE", "1")
-_shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+_shared = Path(__file__).resolve().parents[1] / "shared" / "data"
 if "NPLIB_DATA" not in os.environ and _shared.is_dir():
     os.environ["NPLIB_DATA"] = str(_shared)
 os.environ.setdefault("MPLBACKEND", "Agg")
