@@ -231,8 +231,9 @@ def plot_marginals(W_embed, schedule: DTSchedule, ts: Sequence[int] = (0, 3, 6, 
     """Scatter of samples of ``q(z_t | y) = N(sqrt(alpha_bar_t) u_y, (1 - alpha_bar_t) I)``, one colour per class.
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 2. One panel per t,
-    every point projected on the two leading principal axes of ``W_embed``
-    (:func:`embedding_projection`); the crosses are the clean embeddings ``u_y``.
+    every point projected on the two leading principal axes of the drawn classes' embeddings
+    (:func:`embedding_projection`; with 3 one-hot or orthogonal classes the picture is exact, with
+    more classes some overlap in 2-D); the crosses are the clean embeddings ``u_y``.
     """
     W = _check_W_sched(W_embed, schedule)
     ts = _check_ts(ts, schedule)
@@ -242,11 +243,11 @@ def plot_marginals(W_embed, schedule: DTSchedule, ts: Sequence[int] = (0, 3, 6, 
         raise ValueError(f"classes must be indices in [0, {m - 1}], got {classes}")
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
-    P = embedding_projection(W)
+    P = embedding_projection(W[classes] if len(classes) >= 2 else W)
     g = torch.Generator().manual_seed(seed)
     fig, axs = plt.subplots(1, len(ts), figsize=figsize or (3.2 * len(ts), 3.3), squeeze=False)
     U = _np(W[classes] @ P)
-    lim = float((W @ P).abs().max()) + 2.5
+    lim = float(np.abs(U).max()) + 2.5
     for ax, t in zip(axs[0], ts):
         for k, c in enumerate(classes):
             u = W[c].expand(n_per_class, -1)
@@ -261,7 +262,7 @@ def plot_marginals(W_embed, schedule: DTSchedule, ts: Sequence[int] = (0, 3, 6, 
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
     axs[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(r"$q(z_t\mid y)$, projected on the 2 leading principal axes of $W_{embed}$", fontsize=10)
+    fig.suptitle(r"samples of $q(z_t\mid y)$ for classes " + ", ".join(map(str, classes)) + " (2 leading principal axes of their $u_y$)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -336,11 +337,13 @@ def plot_label_trajectories(z: torch.Tensor, u_y: torch.Tensor, schedule: DTSche
 
 def plot_noised_labels_at(t: int, W_embed=None, schedule: DTSchedule | None = None, y: int = 3,
                           n_per_class: int = 60, seed: int = 0, figsize=(10, 3.6)):
-    """One noised label ``z_t ~ q(z_t | y)`` as bars next to ``u_y``, and all classes at time t.
+    """One noised label ``z_t ~ q(z_t | y)`` as bars next to ``u_y``, and samples of 3 classes at time t.
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 5 (the slider of
     :func:`nplib.widgets.noised_labels_slider` calls it). Defaults: one-hot ``W_embed`` (10
-    classes) and the course's cosine schedule with T = 10.
+    classes) and the course's cosine schedule with T = 10. The right panel's title gives the
+    accuracy of guessing y as the class whose mean ``sqrt(alpha_bar_t) u_k`` is nearest to ``z_t``
+    (``n_per_class`` samples of every class): how much of the label is left at time t.
     """
     schedule = make_schedule("cosine", 10) if schedule is None else schedule
     W = _check_W_sched(torch.eye(10) if W_embed is None else W_embed, schedule)
@@ -362,23 +365,26 @@ def plot_noised_labels_at(t: int, W_embed=None, schedule: DTSchedule | None = No
                   fontsize=10)
     ax0.legend(fontsize=7)
     # nearest-embedding guess of the label from z_t alone, over many samples: how much label is left
-    P = embedding_projection(W)
+    shown = [y, (y + 1) % m, (y + 2) % m]          # drawn: y and two other classes, in their plane
+    P = embedding_projection(W[shown])
     ys = torch.arange(m).repeat_interleave(n_per_class)
     Z = q_sample(W[ys], t, schedule, generator=g)
     guess = torch.cdist(Z, math.sqrt(ab) * W).argmin(1)
     acc = float((guess == ys).double().mean())
     Zp = _np(Z @ P)
     ys = ys.numpy()
-    for k in range(m):
+    for k in shown:
         sel = ys == k
-        ax1.scatter(Zp[sel, 0], Zp[sel, 1], s=4, alpha=0.5, color=f"C{k % 10}")
-    U = _np(W @ P)
+        ax1.scatter(Zp[sel, 0], Zp[sel, 1], s=4, alpha=0.5, color=f"C{k % 10}", label=f"y = {k}")
+    U = _np(W[shown] @ P)
     ax1.scatter(U[:, 0], U[:, 1], marker="x", s=50, c="k")
     lim = float(np.abs(U).max()) + 2.5
     ax1.set_xlim(-lim, lim)
     ax1.set_ylim(-lim, lim)
     ax1.set_aspect("equal")
-    ax1.set_title(f"all classes at t = {t}; nearest-mean guess of y: {100 * acc:.0f}%", fontsize=10)
+    ax1.legend(fontsize=7, loc="lower left", markerscale=3)
+    ax1.set_title(f"3 classes at t = {t}; nearest-mean guess of y\n(all {m} classes): {100 * acc:.0f}%",
+                  fontsize=10)
     fig.tight_layout()
     return fig
 
