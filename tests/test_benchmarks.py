@@ -1,0 +1,89 @@
+"""The benchmark scripts (benchmarks/) and the measurements behind them (nplib.parallel)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nplib.parallel import _rss_kib, measure_inference_latency, measure_throughput, measure_training_memory
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+
+def _load(tmp_path, name):
+    data = json.loads((tmp_path / f"{name}.json").read_text())
+    assert data["benchmark"] == name and data["quick"] is True
+    for key in ("command", "config", "hardware", "rows", "date_utc"):
+        assert key in data
+    assert data["hardware"]["cpu_count"] >= 1 and "torch" in data["hardware"]
+    return data
+
+
+def test_peak_rss_follows_a_known_allocation():
+    """The CPU method (reset VmHWM, allocate, read VmHWM) sees a 64 MiB tensor."""
+    rss, hwm = _rss_kib()
+    if rss is None:
+        pytest.skip("no /proc/self/status")
+    try:
+        open("/proc/self/clear_refs", "w").write("5")
+    except OSError:
+        pytest.skip("cannot reset the peak resident size here")
+    rss0, _ = _rss_kib()
+    x = torch.ones(16 * 2**20)  # 64 MiB, touched
+    del x
+    _, hwm1 = _rss_kib()
+    assert 56 * 1024 < hwm1 - rss0 < 96 * 1024
+
+
+def test_throughput_and_latency_measurements():
+    r = measure_throughput("noprop", "small", batch_size=16, steps=1, warmup=0, T=2)
+    assert r["images_per_s"] > 0 and r["steps"] == 1
+    lat = measure_inference_latency("backprop", "small", batch_size=2, repeats=2, warmup=0, T=2)
+    assert lat["median_ms"] > 0 and lat["block_ms"] > 0
+    with pytest.raises(ValueError):
+        measure_throughput("forward-forward")
+    with pytest.raises(ValueError):
+        measure_training_memory("noprop", allocator="jemalloc")
+
+
+@pytest.mark.parametrize("name", ["throughput", "inference", "memory"])
+def test_benchmark_script_quick(tmp_path, name):
+    module = __import__(f"bench_{name}")
+    out = module.main(["--quick", "--device", "cpu", "--out", str(tmp_path / f"{name}.json")])
+    data = _load(tmp_path, name)
+    assert len(data["rows"]) == len(out["rows"]) >= 2
+    kinds = {r["kind"] for r in data["rows"]}
+    assert kinds == {"noprop", "backprop"}
+    if name == "memory":  # ten blocks' activations alive at once vs one block's (fixed allocator)
+        nop, bp = (next(r for r in data["rows"] if r["kind"] == k) for k in ("noprop", "backprop"))
+        assert nop["allocator"] == "fixed" and 0 < nop["peak_delta_bytes"] < 0.8 * bp["peak_delta_bytes"]
+    with pytest.raises(SystemExit):
+        module.main(["--quick", "--no-such-option"])
+
+
+@pytest.mark.slow
+def test_benchmark_parallel_quick(tmp_path):
+    import bench_parallel
+    bench_parallel.main(["--quick", "--device", "cpu", "--out", str(tmp_path / "parallel.json")])
+    data = _load(tmp_path, "parallel")
+    par = [r for r in data["rows"] if r["processes"] == 2]
+    assert len(par) == 1 and par[0]["equal_to_single_1_thread"] is True
+    assert par[0]["train_seconds"] > 0 and par[0]["speedup_vs_single_1_thread"] > 0
+
+
+def test_committed_results_are_consistent():
+    """The committed results/bench_*.json (when present) hold full, real runs with hardware info."""
+    results = Path(__file__).resolve().parents[1] / "results"
+    files = sorted(results.glob("bench_*.json"))
+    if not files:
+        pytest.skip("no committed benchmark results")
+    for f in files:
+        data = json.loads(f.read_text())
+        assert data["quick"] is False and data["rows"] and data["hardware"]["cpu_count"] >= 1, f
+        if data["benchmark"] == "memory" and data.get("check"):
+            c = data["check"]
+            assert c["passed"] == (c["ratio"] <= c["threshold"])
+        if data["benchmark"] == "parallel":
+            assert all(r["equal_to_single_1_thread"] for r in data["rows"] if r["processes"] > 1)
