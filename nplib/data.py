@@ -9,6 +9,7 @@ notebook and by ``python -m nplib``.
 * Images are decoded ONCE into a float tensor (normalised with the training set's per-channel mean
   and standard deviation); :class:`TensorLoader` then serves shuffled minibatches by indexing, with
   no per-item PIL decoding.
+* ``NPLIB_NO_DOWNLOAD=1`` never downloads (offline machines): a missing dataset fails at once.
 * Quick mode: ``NPLIB_SMOKE=1`` (the test suite sets it) shrinks datasets and epochs so that every
   notebook and command runs in seconds. :func:`smoke_mode` reads it.
 """
@@ -149,11 +150,13 @@ def load_dataset(name: str, train: bool = True, root: str | Path | None = None,
     cls_name, shape, _, mean, std = DATASETS[key]
     cls = getattr(tvd, cls_name)
     root = Path(root) if root is not None else data_root()
+    no_download = os.environ.get("NPLIB_NO_DOWNLOAD", "").strip() not in ("", "0")
     try:
         ds = cls(str(root), train=train, download=False)
-    except RuntimeError as first:
-        if not download:
-            raise DatasetNotFoundError(_missing_message(key, cls_name, root, f"download=False; {first}")) from None
+    except RuntimeError:
+        if not download or no_download:
+            why = "downloads are disabled by NPLIB_NO_DOWNLOAD" if no_download else "download=False"
+            raise DatasetNotFoundError(_missing_message(key, cls_name, root, why)) from None
         try:
             root.mkdir(parents=True, exist_ok=True)
             ds = cls(str(root), train=train, download=True)

@@ -176,3 +176,14 @@ def test_widgets_call_the_plot_functions(monkeypatch):
     assert calls2 and calls2[0][0][0] == 5
     with pytest.raises(ValueError):
         widgets.schedule_explorer(alpha_bar_max=0.5)
+
+
+def test_schedule_explorer_reports_invalid_settings(capsys):
+    pytest.importorskip("ipywidgets")
+    from nplib import widgets
+
+    # cosine, T = 30, clip 0.99: the last steps are all clipped to 0.99, which the schedule rejects
+    with pytest.raises(ValueError):
+        plots.plot_schedule_explorer("cosine", 30, 0.99)
+    widgets.schedule_explorer(kind="cosine", T=30, alpha_bar_max=0.99)
+    assert "invalid setting" in capsys.readouterr().out

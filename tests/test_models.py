@@ -1,0 +1,248 @@
+"""Blocks, embeddings, NoProp-DT and the backprop baseline: structure and the traps of spec section 8."""
+import pytest
+import torch
+from torch import nn
+
+from nplib.blocks import BlockConfig, DenoisingBlock, count_parameters
+from nplib.embeddings import LabelEmbedding, class_medoids
+from nplib.models import BackpropBaseline, NoPropDT
+from nplib.schedules import make_schedule
+
+
+def tiny_batch(n=16, shape=(1, 28, 28), m=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, m, (n,), generator=g)
+
+
+# ---------------------------------------------------------------------------- blocks
+def test_paper_block_parameter_counts():
+    """About 0.92 M per MNIST block and 1.22 M per CIFAR-10 block, as in the paper."""
+    mnist = DenoisingBlock((1, 28, 28), 10, 10, BlockConfig.paper())
+    cifar = DenoisingBlock((3, 32, 32), 10, 10, BlockConfig.paper())
+    assert 0.90e6 < count_parameters(mnist) < 0.94e6
+    assert 1.20e6 < count_parameters(cifar) < 1.24e6
+    # unpadded convolutions: flatten is 128*4*4 on MNIST and 128*5*5 on CIFAR
+    assert mnist.image_path[-2].in_features == 128 * 4 * 4
+    assert cifar.image_path[-2].in_features == 128 * 5 * 5
+
+
+def test_small_block_is_small():
+    n = count_parameters(DenoisingBlock((1, 28, 28), 10, 10, BlockConfig.small()))
+    assert 10_000 < n < 100_000
+
+
+def test_block_output_and_bad_shapes():
+    blk = DenoisingBlock((1, 28, 28), 10, 10, BlockConfig.small())
+    x, _ = tiny_batch(4)
+    assert blk(x, torch.randn(4, 10)).shape == (4, 10)
+    with pytest.raises(ValueError, match="images of shape"):
+        blk(torch.randn(4, 3, 28, 28), torch.randn(4, 10))
+    with pytest.raises(ValueError, match="z of shape"):
+        blk(x, torch.randn(4, 7))
+
+
+def test_prototype_block_has_conv_label_path():
+    blk = DenoisingBlock((1, 28, 28), 784, 10, BlockConfig.small(), z_image_shape=(1, 28, 28))
+    x, _ = tiny_batch(4)
+    assert blk(x, torch.randn(4, 784)).shape == (4, 10)
+    assert any(isinstance(m, nn.Conv2d) for m in blk.label_path.modules())
+
+
+# ---------------------------------------------------------------------------- embeddings
+def test_embeddings():
+    one = LabelEmbedding("onehot", 10)
+    assert torch.equal(one.W_embed, torch.eye(10)) and not one.trainable
+    learned = LabelEmbedding("learned", 10, 20)
+    W = learned.W_embed.detach()
+    assert W.shape == (10, 20) and learned.trainable
+    assert torch.allclose(W @ W.T, torch.eye(10), atol=1e-5)  # orthonormal rows (m <= d)
+    with pytest.raises(ValueError, match="unknown embedding kind"):
+        LabelEmbedding("random", 10)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        one(torch.tensor([10]))
+    with pytest.raises(ValueError, match="need `prototypes`"):
+        LabelEmbedding("prototype", 10)
+
+
+def test_class_medoids_picks_the_central_image():
+    # class 0: three images at 0, 1, 10 (medoid = 1); class 1: at 5, 6, 7 (medoid = 6)
+    vals = torch.tensor([0.0, 1.0, 10.0, 5.0, 6.0, 7.0])
+    images = vals.view(6, 1, 1, 1).expand(6, 1, 2, 2).clone()
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    med = class_medoids(images, labels, 2)
+    assert med.shape == (2, 1, 2, 2)
+    assert float(med[0, 0, 0, 0]) == 1.0 and float(med[1, 0, 0, 0]) == 6.0
+    emb = LabelEmbedding("prototype", 2, prototypes=med)
+    assert emb.dim == 4 and emb.image_shape == (1, 2, 2)
+
+
+# ---------------------------------------------------------------------------- NoProp-DT
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return NoPropDT((1, 28, 28), 10, T=4, block="small", schedule=make_schedule("cosine", 4))
+
+
+def test_u_hat_is_convex_combination_of_embeddings(model):
+    x, _ = tiny_batch(8)
+    u_hat, logits = model.u_hat(2, x, torch.randn(8, 10))
+    assert torch.allclose(u_hat, torch.softmax(logits, 1) @ model.W_embed)
+    assert torch.allclose(u_hat.sum(1), torch.ones(8), atol=1e-5)  # one-hot: rows of a simplex
+
+
+def test_no_gradient_reaches_another_block(model):
+    x, y = tiny_batch(8)
+    for t in range(1, model.T + 1):
+        model.zero_grad(set_to_none=True)
+        model.block_loss(t, x, y).backward()
+        for s, blk in enumerate(model.blocks, start=1):
+            grads = [p.grad for p in blk.parameters()]
+            if s == t:
+                assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+            else:
+                assert all(g is None for g in grads), f"block {t}'s loss reached block {s}"
+        assert all(p.grad is None for p in model.classifier.parameters())
+
+
+def test_training_step_finishes_each_block_before_the_next(model):
+    """When block t+1 starts its forward, block t has been updated and its gradients freed."""
+    x, y = tiny_batch(8)
+    opts = model.configure_optimizers()
+    before = [[p.detach().clone() for p in b.parameters()] for b in model.blocks]
+    seen = []
+
+    def pre_hook(t):
+        def hook(mod, inp):
+            if t > 1:
+                prev = model.blocks[t - 2]
+                assert all(p.grad is None for p in prev.parameters())
+                changed = any(not torch.equal(p, q) for p, q in zip(prev.parameters(), before[t - 2]))
+                assert changed, f"block {t - 1} not yet updated when block {t} started"
+            # later blocks untouched
+            for s in range(t, model.T):
+                assert all(torch.equal(p, q) for p, q in zip(model.blocks[s].parameters(), before[s]))
+            seen.append(t)
+        return hook
+
+    handles = [b.register_forward_pre_hook(pre_hook(t)) for t, b in enumerate(model.blocks, start=1)]
+    out = model.training_step(x, y, opts)
+    for h in handles:
+        h.remove()
+    assert seen == list(range(1, model.T + 1))
+    assert set(out) >= {"loss", "loss_blocks", "loss_classifier"}
+
+
+def test_trap4_classifier_is_linear_on_z_T_and_blocks_have_no_cross_entropy(model):
+    assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == model.d
+    x, y = tiny_batch(8)
+    # the block loss is the weighted squared error, nothing else
+    torch.manual_seed(1)
+    loss = model.block_loss(3, x, y)
+    torch.manual_seed(1)
+    u_y = model.embedding(y)
+    from nplib.diffusion import q_sample
+    z_prev = q_sample(u_y, 2, model.schedule)
+    u_hat, _ = model.u_hat(3, x, z_prev)
+    w = float(model.schedule.snr_delta[2])
+    assert torch.allclose(loss, model.T / 2 * model.eta * w * ((u_hat - u_y) ** 2).sum(1).mean())
+
+
+def test_classifier_trained_on_noised_labels_not_on_chain(model):
+    """The classifier loss touches no block: it only sees z_T ~ q(z_T | y)."""
+    _, y = tiny_batch(8)
+    model.zero_grad(set_to_none=True)
+    model.classifier_loss(y).backward()
+    assert all(p.grad is None for p in model.blocks.parameters())
+    assert model.classifier.weight.grad is not None
+
+
+def test_trap5_inference_uses_a_b_c(model):
+    """Spec 8.5: inference must not replace z by u_hat; z_t = a_t u_hat + b_t z_{t-1} (+ noise)."""
+    model.eval()
+    x, _ = tiny_batch(4)
+    _, traj = model.sample(x, noise=False, return_trajectory=True)
+    z, u_hat = traj["z"], traj["u_hat"]
+    assert z.shape == (model.T + 1, 4, model.d) and u_hat.shape == (model.T, 4, model.d)
+    assert torch.equal(z[0], torch.zeros(4, model.d))
+    s = model.schedule
+    for t in range(1, model.T + 1):
+        expected = float(s.a[t - 1]) * u_hat[t - 1] + float(s.b[t - 1]) * z[t - 1]
+        assert torch.allclose(z[t], expected, atol=1e-6)
+        assert not torch.allclose(z[t], u_hat[t - 1])
+
+
+def test_stochastic_inference_is_seeded_and_noisy(model):
+    model.eval()
+    x, _ = tiny_batch(4)
+    a = model.sample(x, noise=True, generator=torch.Generator().manual_seed(0))
+    b = model.sample(x, noise=True, generator=torch.Generator().manual_seed(0))
+    c = model.sample(x, noise=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_trap6_no_label_at_inference(model):
+    """Spec 8.6: predictions depend only on x; the signatures take no label and W_embed rows for
+    every class enter equally (changing the labels of the batch changes nothing)."""
+    import inspect
+    for fn in (model.sample, model.predict):
+        assert "y" not in inspect.signature(fn).parameters
+    model.eval()
+    x, y = tiny_batch(8)
+    p1 = model.predict(x, noise=False)
+    model.embedding(torch.roll(y, 1))  # touching labels has no side effect
+    assert torch.equal(p1, model.predict(x, noise=False))
+
+
+def test_bad_model_arguments():
+    with pytest.raises(ValueError, match="schedule has T = 10"):
+        NoPropDT(T=4, schedule=make_schedule("cosine", 10))
+    with pytest.raises(ValueError, match="unknown block"):
+        NoPropDT(block="huge")
+    m = NoPropDT(T=2, block="small", schedule=make_schedule("cosine", 2))
+    with pytest.raises(ValueError, match="expected images"):
+        m.sample(torch.randn(2, 28, 28))
+    with pytest.raises(ValueError, match="blocks must be a subset"):
+        m.training_step(*tiny_batch(4), m.configure_optimizers(), blocks=[3])
+
+
+def test_nan_loss_stops_with_clear_error(model):
+    x, y = tiny_batch(8)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="block 1"):
+        model.training_step(x, y, model.configure_optimizers())
+
+
+def test_learned_and_prototype_embeddings_train(model):
+    x, y = tiny_batch(16)
+    for emb in ("learned", "prototype"):
+        protos = class_medoids(x, y, 10) if emb == "prototype" and len(set(y.tolist())) == 10 else None
+        if emb == "prototype" and protos is None:
+            protos = torch.randn(10, 1, 28, 28)
+        m = NoPropDT((1, 28, 28), 10, T=2, block="small", embedding=emb, prototypes=protos,
+                     schedule=make_schedule("cosine", 2))
+        W0 = m.W_embed.detach().clone()
+        m.training_step(x, y, m.configure_optimizers())
+        assert not torch.equal(W0, m.W_embed.detach())
+        m.eval()
+        assert m.predict(x).shape == (16,)
+
+
+# ---------------------------------------------------------------------------- baseline
+def test_backprop_baseline_trains_end_to_end():
+    torch.manual_seed(0)
+    m = BackpropBaseline((1, 28, 28), 10, T=3, block="small")
+    x, y = tiny_batch(8)
+    opts = m.configure_optimizers()
+    opts["all"].zero_grad()
+    torch.nn.functional.cross_entropy(m(x), y).backward()
+    # end to end: every block gets a gradient from the single loss
+    for blk in m.blocks:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in blk.parameters())
+    assert m.w.grad is not None
+    out = m.training_step(x, y, opts)
+    assert out["loss"] > 0
+    m.eval()
+    logits, traj = m(x, noise=False, return_trajectory=True)
+    alpha = torch.tanh(m.w.detach())
+    u_hat, _ = m.u_hat(1, x, traj["z"][0])
+    assert torch.allclose(traj["z"][1], (1 - alpha[0]) * traj["z"][0] + alpha[0] * u_hat, atol=1e-6)
