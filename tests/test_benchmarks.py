@@ -12,8 +12,13 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 
+@pytest.fixture(scope="module")
+def quick_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench")
+
+
 def _load(tmp_path, name):
-    data = json.loads((tmp_path / f"{name}.json").read_text())
+    data = json.loads((tmp_path / f"bench_{name}.json").read_text())
     assert data["benchmark"] == name and data["quick"] is True
     for key in ("command", "config", "hardware", "rows", "date_utc"):
         assert key in data
@@ -49,10 +54,10 @@ def test_throughput_and_latency_measurements():
 
 
 @pytest.mark.parametrize("name", ["throughput", "inference", "memory"])
-def test_benchmark_script_quick(tmp_path, name):
+def test_benchmark_script_quick(quick_dir, name):
     module = __import__(f"bench_{name}")
-    out = module.main(["--quick", "--device", "cpu", "--out", str(tmp_path / f"{name}.json")])
-    data = _load(tmp_path, name)
+    out = module.main(["--quick", "--device", "cpu", "--out", str(quick_dir / f"bench_{name}.json")])
+    data = _load(quick_dir, name)
     assert len(data["rows"]) == len(out["rows"]) >= 2
     kinds = {r["kind"] for r in data["rows"]}
     assert kinds == {"noprop", "backprop"}
@@ -64,13 +69,25 @@ def test_benchmark_script_quick(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_benchmark_parallel_quick(tmp_path):
+def test_benchmark_parallel_quick(quick_dir):
     import bench_parallel
-    bench_parallel.main(["--quick", "--device", "cpu", "--out", str(tmp_path / "parallel.json")])
-    data = _load(tmp_path, "parallel")
+    bench_parallel.main(["--quick", "--device", "cpu", "--out", str(quick_dir / "bench_parallel.json")])
+    data = _load(quick_dir, "parallel")
     par = [r for r in data["rows"] if r["processes"] == 2]
     assert len(par) == 1 and par[0]["equal_to_single_1_thread"] is True
     assert par[0]["train_seconds"] > 0 and par[0]["speedup_vs_single_1_thread"] > 0
+
+
+def test_report_tables(quick_dir):
+    """benchmarks/report.py turns the JSON files into the README's markdown tables."""
+    import report
+    if not list(quick_dir.glob("bench_*.json")):
+        pytest.skip("no quick results in this session")
+    text = report.report(quick_dir)
+    for f in quick_dir.glob("bench_*.json"):
+        name = f.stem.split("_", 1)[1]
+        assert json.loads(f.read_text())["command"] in text, name
+    assert text.count("| model |") + text.count("| block |") >= 1
 
 
 def test_committed_results_are_consistent():

@@ -1,0 +1,441 @@
+# %% [markdown]
+# # 06 · Backprop vs NoProp: memory, speed and block-parallel training
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/06_backprop_vs_noprop.ipynb)
+#
+# NoProp-DT trains each block on its own local loss: no gradient crosses a block boundary. The
+# paper sells two consequences: **less training memory** (only one block's activations need to be
+# alive) and, in principle, **blocks trained in parallel**. This notebook measures both, plus
+# training speed and inference latency, against the backprop baseline built from the same blocks
+# (notebook 04, section 5), and says where the savings come from and where they do not.
+#
+# **Learning goals.** After this notebook you can
+# 1. say which parts of training memory NoProp-DT saves (activations, gradients) and which it
+#    does not (parameters, optimizer state), and measure peak memory properly (child process,
+#    idle baseline, an allocator that gives memory back);
+# 2. explain why NoProp-DT is not faster per image on one device, and why inference costs the
+#    same as backprop's forward pass (all $T$ blocks still run, one after the other);
+# 3. train the blocks of one model in two processes with `torch.distributed` and check that the
+#    result is **bit-for-bit** the single-process model;
+# 4. name what couples the blocks (the shared classifier, a learned $W_{embed}$) and what the
+#    paper claims but does not show.
+#
+# **Prerequisites.** Notebooks 03 (one denoising block) and 04 (NoProp-DT on MNIST, the backprop
+# baseline).
+#
+# **Run time.** Every number below comes either from the live cells (small versions, run here) or
+# from the benchmark files `results/bench_*.json` written by `benchmarks/` (their command,
+# configuration and hardware are printed next to each plot). A full run of this notebook took
+# about 2 minutes on a 2-core CPU (2 torch threads); quick mode (`NPLIB_SMOKE=1`) under a minute.
+# Rerunning the benchmarks themselves takes about 10 minutes: see `benchmarks/README.md`.
+
+# %% [markdown]
+# ## 0. Setup
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # on Colab, install the course package first
+    get_ipython().run_line_magic("pip", "install -q 'nplib[notebooks] @ git+https://github.com/nplib/noprop-course'")
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+import nplib
+from nplib import NoPropDT, load_dataset
+from nplib.notebook import setup
+from nplib.parallel import (check_parallelisable, measure_inference_latency, measure_throughput,
+                            measure_training_memory, models_equal, split_blocks, train_block_parallel,
+                            train_single)
+
+S = setup(seed=0)          # prints device, hardware, data root, full/quick mode
+SMOKE = S.smoke            # quick mode: smaller live measurements
+DEVICE = str(S.device)
+T = 10
+
+
+def find_results() -> Path | None:
+    """The repository's results/ folder (the notebook runs in notebooks/), if there is one."""
+    for p in (Path.cwd().parent / "results", Path.cwd() / "results"):
+        if p.is_dir():
+            return p
+    return None
+
+
+def load_bench(name: str) -> dict | None:
+    """results/bench_<name>.json written by benchmarks/bench_<name>.py, or None."""
+    root = find_results()
+    path = root / f"bench_{name}.json" if root else None
+    if path is None or not path.exists():
+        print(f"results/bench_{name}.json not found: run benchmarks/bench_{name}.py (see benchmarks/README.md)")
+        return None
+    data = json.loads(path.read_text())
+    hw = data["hardware"]
+    print(f"results/bench_{name}.json: {data['command']}\n  measured {data['date_utc']} on "
+          f"{hw.get('cpu_model') or hw['processor']} ({hw['cpu_count']} cores, {hw['torch_threads']} torch threads, "
+          f"device {hw['device']}{', ' + hw['gpu'] if 'gpu' in hw else ''}), torch {hw['torch']}, "
+          f"load average at start {[round(v, 1) for v in hw.get('loadavg_at_start', [])]}")
+    return data
+
+
+# %% [markdown]
+# ## 1. Training speed: images per second
+#
+# One NoProp-DT training step (Algorithm 1) takes a minibatch and, for $t = 1..T$, runs block $t$
+# forward on $(x, z_{t-1})$ with $z_{t-1} \sim q(z_{t-1}\mid y)$, backward, and an AdamW step; then
+# updates the classifier on $z_T \sim q(z_T \mid y)$. One backprop step runs the chain of the same
+# $T$ blocks forward, then backward through all of them, then one AdamW step. Both touch every
+# block once per minibatch, so **images per second** compare the same amount of training.
+#
+# On one device nothing is saved in arithmetic: the same $T$ block forwards and backwards happen
+# either way. NoProp-DT adds $T$ separate optimizer steps, $T$ classifier updates and some
+# bookkeeping per minibatch. The live cell times a few steps of the small block; the plot shows
+# the benchmark (small and paper block, batch 128).
+
+# %%
+steps = 2 if SMOKE else 6
+live_speed = [measure_throughput(kind, "small", batch_size=128, steps=steps, warmup=1, T=T, device=DEVICE)
+              for kind in ("noprop", "backprop")]
+for r in live_speed:
+    print(f"{r['kind']:8s} small block, batch 128, {r['steps']} steps, {r['threads']} threads: "
+          f"{r['images_per_s']:7.1f} images/s")
+assert all(r["images_per_s"] > 0 for r in live_speed)
+
+# %%
+bench = load_bench("throughput")
+if bench:
+    rows = bench["rows"]
+    blocks = [b for b in ("small", "paper") if any(r["block"] == b for r in rows)]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, kind in enumerate(("noprop", "backprop")):
+        vals = [next(r["images_per_s"] for r in rows if r["block"] == b and r["kind"] == kind) for b in blocks]
+        ax.bar([j + 0.38 * i for j in range(len(blocks))], vals, width=0.36,
+               label="NoProp-DT" if kind == "noprop" else "backprop")
+        for j, v in enumerate(vals):
+            ax.text(j + 0.38 * i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks([j + 0.19 for j in range(len(blocks))], [f"{b} block" for b in blocks])
+    ax.set_ylabel("training images / s")
+    ax.set_title(f"Training throughput, batch {bench['config']['batch_size']}, T = {bench['config']['T']}, "
+                 f"{bench['config']['device']}")
+    ax.legend()
+    plt.show()
+    for r in rows:
+        print(f"{r['kind']:8s} {r['block']:5s} {r['images_per_s']:7.1f} images/s "
+              f"({r['relative_to_backprop']:.2f} x backprop)")
+
+# %% [markdown]
+# ## 2. Peak training memory
+#
+# **Where the saving comes from.** Training memory above the model itself has four parts:
+#
+# | part | backprop | NoProp-DT (one block at a time) |
+# |---|---|---|
+# | parameters $P$ | all $T$ blocks | the same |
+# | AdamW state ($2P$) | all blocks | the same (every block has its own AdamW) |
+# | gradients | all $P$ at once | one block's, freed before the next block starts |
+# | activations saved for backward | all $T$ blocks' (the chain) | one block's |
+#
+# So only activations and gradients shrink, by up to a factor $T$, and only because
+# `NoPropDT.training_step` finishes block $t$'s forward, backward and update before block $t+1$
+# starts. Summing the $T$ block losses and calling `backward()` once would keep all activations
+# alive and lose the saving. With large batches activations dominate, and the ratio
+# NoProp / backprop approaches $1/T$ from above; with small batches the optimizer state (which is
+# not saved) dominates and the ratio moves towards 1.
+#
+# **How it is measured.** Each measurement runs in a fresh child process (so one run's memory
+# cannot leak into the next) that builds the model, the optimizer(s) and the minibatches, records
+# the **idle baseline**, runs two training steps and reports the **peak minus the baseline**.
+# On a GPU that is `torch.cuda.max_memory_allocated`. On a CPU it is the peak resident set size
+# (`VmHWM`, reset after the build through `/proc/self/clear_refs`). One trap: glibc's `malloc`
+# keeps freed memory in its arenas (after the first large free it raises its mmap threshold), so
+# freed activations can stay resident and blur the comparison. The child therefore runs with
+# `MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=65536 MALLOC_ARENA_MAX=1`: every tensor of
+# 64 KiB or more is its own mapping and returns to the system when freed. The benchmark also
+# measures with glibc's defaults to show the difference.
+
+# %%
+batches = (64,) if SMOKE else (64, 256)
+live_mem = {(kind, b): measure_training_memory(kind, "small", batch_size=b, steps=2, T=T, device=DEVICE)
+            for b in batches for kind in ("noprop", "backprop")}
+for b in batches:
+    nop, bp = live_mem[("noprop", b)], live_mem[("backprop", b)]
+    print(f"small block, batch {b:3d}: NoProp-DT {nop['peak_delta_mib']:6.1f} MiB, backprop "
+          f"{bp['peak_delta_mib']:6.1f} MiB above idle -> ratio {nop['peak_delta_bytes'] / bp['peak_delta_bytes']:.2f}"
+          f"   [{nop['method']}]")
+    assert nop["peak_delta_bytes"] < bp["peak_delta_bytes"], "NoProp-DT should need less training memory"
+
+# %%
+bench = load_bench("memory")
+if bench:
+    rows = [r for r in bench["rows"] if r["allocator"] == "fixed"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for block, style in (("paper", "-"), ("small", "--")):
+        for kind, color in (("noprop", "C0"), ("backprop", "C1")):
+            pts = sorted((r["batch_size"], r["peak_delta_mib"]) for r in rows if r["block"] == block and r["kind"] == kind)
+            if pts:
+                axes[0].plot(*zip(*pts), style, marker="o", color=color,
+                             label=f"{'NoProp-DT' if kind == 'noprop' else 'backprop'}, {block} block")
+        pts = sorted((r["batch_size"], r["noprop_over_backprop"]) for r in rows
+                     if r["block"] == block and r["kind"] == "noprop")
+        if pts:
+            axes[1].plot(*zip(*pts), style, marker="o", color="C2", label=f"{block} block")
+    axes[0].set(xscale="log", yscale="log", xlabel="batch size", ylabel="peak - idle (MiB)",
+                title=f"Peak training memory above idle ({bench['config']['device']})")
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(1 / bench["config"]["T"], color="gray", ls=":", label="1/T")
+    if bench.get("check"):
+        axes[1].axhline(bench["check"]["threshold"], color="red", ls=":", label="target 0.35")
+    axes[1].set(xscale="log", ylim=(0, 1), xlabel="batch size", ylabel="NoProp-DT / backprop",
+                title="Memory ratio")
+    axes[1].legend(fontsize=8)
+    plt.tight_layout()
+    plt.show()
+    for r in sorted(bench["rows"], key=lambda r: (r["block"], r["allocator"], r["batch_size"], r["kind"])):
+        print(f"{r['block']:5s} batch {r['batch_size']:4d} allocator {r['allocator']:7s} {r['kind']:8s} "
+              f"{r['peak_delta_mib']:8.1f} MiB   ratio {r['noprop_over_backprop']:.3f}")
+    if bench.get("check"):
+        c = bench["check"]
+        print(f"\npaper block, batch {c['batch_size']}: NoProp-DT / backprop = {c['ratio']:.3f} "
+              f"(target <= {c['threshold']}: {'met' if c['passed'] else 'NOT met'})")
+
+# %% [markdown]
+# The rows with `allocator default` are the same measurements with glibc's default settings.
+# Compare them with the `fixed` rows of the same block and batch: with the defaults, freed
+# activations partly stay resident, NoProp-DT's peak above idle grows and the ratio moves
+# towards 1. A memory comparison on a CPU that does not control the allocator understates the
+# effect; on a GPU, PyTorch's caching allocator keeps freed blocks too, but
+# `max_memory_allocated` counts only live tensors, which is why the benchmark reads that counter
+# and not what `nvidia-smi` shows.
+
+# %% [markdown]
+# ## 3. Block-parallel training
+#
+# Block $t$'s loss needs only $x$, $y$, block $t$'s parameters and $W_{embed}$: its input
+# $z_{t-1}$ is a noised **label**, not block $t-1$'s output. With one-hot embeddings $W_{embed}$ is
+# fixed, and the classifier loss (on $z_T \sim q(z_T\mid y)$) does not depend on any block. So the
+# blocks can be trained by different processes that never exchange a gradient; they only need
+# the same minibatches. `nplib.parallel.train_block_parallel` does this with
+# `torch.distributed` (gloo on CPU, NCCL on GPU; processes started with `torch.multiprocessing`,
+# talking over 127.0.0.1 only):
+#
+# * every process seeds the global generator as the single process does, builds the same initial
+#   model and iterates over the same minibatches;
+# * process $r$ trains its blocks `split_blocks(T, world_size)[r]`; rank 0 also the classifier;
+# * at the end every tensor of block $t$ (parameters and BatchNorm statistics) is broadcast from
+#   the process that trained it.
+#
+# Why the result is **exactly** the single-process model: `training_step` draws one number per
+# minibatch from the global generator and gives block $t$ its own random stream seeded from it,
+# so block $t$ sees the same noise and dropout masks in every process. The parallel run below is
+# compared with `torch.equal` on every tensor to the single process run with the same number of
+# threads per process (1).
+#
+# **What couples blocks.** A *learned* $W_{embed}$ is read by every block and receives gradients
+# from every block's loss and from the classifier's: block-parallel training would need those
+# gradients exchanged after every block step. `check_parallelisable` refuses such models:
+
+# %%
+print(split_blocks(T, 2))
+try:
+    check_parallelisable(NoPropDT(T=T, block="small", embedding="learned"))
+except ValueError as err:
+    print("refused:", err)
+
+# %%
+n_live = 256 if SMOKE else 1024
+train = load_dataset("mnist", train=True).subset(n_live, seed=0)
+kw = {"image_shape": train.image_shape, "num_classes": 10, "T": T, "block": "small"}
+single, single_s = train_single(kw, train, epochs=1, batch_size=64, seed=0, threads=1)
+parallel, info = train_block_parallel(kw, train, epochs=1, batch_size=64, seed=0, world_size=2,
+                                      threads_per_process=1, timeout=300)
+same, differing = models_equal(parallel, single)
+print(f"{n_live} MNIST images, batch 64, small block, T = {T}")
+print(f"single process, 1 thread : {single_s:6.2f} s training")
+for r in info["ranks"]:
+    print(f"rank {r['rank']} (blocks {r['blocks']}{' + classifier' if r['classifier'] else ''}, 1 thread): "
+          f"{r['train_seconds']:6.2f} s training, {r['steps']} minibatches")
+print(f"parallel wall time with process start-up and gather: {info['wall_seconds']:.1f} s ({info['backend']})")
+print("every parameter and buffer equal (torch.equal):", same, differing[:3])
+assert same, f"block-parallel training differs from the single process in {differing[:5]}"
+
+# %% [markdown]
+# With so few minibatches the process start-up (spawning, importing torch, joining the process
+# group) dwarfs the training time. The benchmark below trains longer and compares **two ways of
+# using the same two cores**: one process with 2 torch threads (intra-op parallelism inside each
+# convolution) against two processes with 1 thread each (block parallelism). It also reports the
+# single process with 1 thread, to separate "two cores instead of one" from "how the two cores
+# are used".
+
+# %%
+bench = load_bench("parallel")
+if bench:
+    rows = bench["rows"]
+    blocks = [b for b in ("small", "paper") if any(r["block"] == b for r in rows)]
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5.5 * len(blocks), 3.2), squeeze=False)
+    for ax, block in zip(axes[0], blocks):
+        rs = [r for r in rows if r["block"] == block]
+        labels = [r["run"] for r in rs]
+        ax.barh(labels, [r["train_seconds"] for r in rs], color="C0", label="training")
+        for i, r in enumerate(rs):
+            if r.get("wall_seconds"):
+                ax.barh(i, r["wall_seconds"] - r["train_seconds"], left=r["train_seconds"], color="C7",
+                        label="start-up + gather")
+        ax.set(xlabel="seconds", title=f"{block} block: {rs[0]['images']} images, batch {rs[0]['batch_size']}")
+        ax.invert_yaxis()
+        ax.legend(fontsize=8)
+    plt.tight_layout()
+    plt.show()
+    for r in rows:
+        if r["processes"] > 1:
+            print(f"{r['block']:5s}: speed-up of 2 processes x 1 thread over 1 process x "
+                  f"{max(bench['config']['single_process_threads'])} threads = "
+                  f"{r['speedup_vs_single_all_threads']:.2f} (training time), "
+                  f"{r['speedup_vs_single_all_threads_incl_startup']:.2f} counting start-up; over 1 process x 1 "
+                  f"thread = {r['speedup_vs_single_1_thread']:.2f}; bit-identical to 1 process x 1 thread: "
+                  f"{r['equal_to_single_1_thread']}")
+
+# %% [markdown]
+# Read the numbers honestly:
+#
+# * the parallel model equals the single-process model **bit for bit** when both use 1 thread per
+#   process; against the 2-thread single process the parameters may differ in the last bits,
+#   because the number of threads can change the order of floating-point sums in a convolution;
+# * the speed-up is what two processes on two cores buy **over using the same two cores with
+#   threads**; each process still loads every minibatch and runs its blocks' forward and backward,
+#   so the best case is the number of processes, and the processes' start-up is paid once;
+# * **the paper claims this parallelism but does not show it**: it trains all blocks in one
+#   process and reports no parallel run or timing. On a GPU cluster each block could live on its
+#   own device; the exactness argument above is the same (on a GPU, up to cuDNN's
+#   non-deterministic kernels).
+
+# %% [markdown]
+# ## 4. Inference: every block still runs
+#
+# NoProp-DT classifies an image by running the chain
+# $z_t = a_t\,\hat u_t(z_{t-1}, x) + b_t z_{t-1} + \sqrt{c_t}\,\epsilon_t$ for $t = 1..T$, then the
+# classifier on $z_T$: all $T$ blocks, one after the other, exactly like the backprop baseline's
+# forward pass over the same blocks. "No forward propagation" in the paper's title refers to
+# training; at inference nothing is saved.
+
+# %%
+repeats = 5 if SMOKE else 20
+live_lat = [measure_inference_latency(kind, "small", batch_size=1, repeats=repeats, warmup=2, T=T, device=DEVICE,
+                                      noise=noise) for kind, noise in (("noprop", True), ("backprop", False))]
+for r in live_lat:
+    print(f"{r['kind']:8s} (noise={r['noise']}) batch 1: {r['median_ms']:6.2f} ms = {r['ms_per_block']:.2f} ms x T")
+
+# %%
+bench = load_bench("inference")
+if bench:
+    rows = bench["rows"]
+    groups = sorted({(r["block"], r["batch_size"]) for r in rows}, key=lambda g: (g[0] != "small", g[1]))
+    variants = [("noprop", True, "NoProp-DT chain (noise)"), ("noprop", False, "NoProp-DT chain (noise-free)"),
+                ("backprop", False, "backprop forward")]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for i, (kind, noise, label) in enumerate(variants):
+        vals = [next(r["median_ms"] / r["batch_size"] for r in rows if (r["block"], r["batch_size"]) == g
+                     and r["kind"] == kind and r["noise"] == noise) for g in groups]
+        ax.bar([j + 0.27 * i for j in range(len(groups))], vals, width=0.25, label=label)
+    ax.set_xticks([j + 0.27 for j in range(len(groups))], [f"{b}, batch {n}" for b, n in groups])
+    ax.set(yscale="log", ylabel="ms per image (median)", title=f"Inference latency, T = {bench['config']['T']}")
+    ax.legend(fontsize=8)
+    plt.show()
+    for r in rows:
+        print(f"{r['block']:5s} batch {r['batch_size']:3d} {r['kind']:8s} noise={r['noise']!s:5s} "
+              f"{r['median_ms']:8.2f} ms  ({r['relative_to_backprop']:.2f} x backprop)")
+
+# %% [markdown]
+# ## 5. Summary
+#
+# * **Memory**: NoProp-DT saves activation and gradient memory, because one block's forward,
+#   backward and update finish before the next block starts; parameters and optimizer state are
+#   not saved. At large batches the ratio approaches $1/T$ (section 2).
+# * **Speed on one device**: no saving; a NoProp-DT step does the same block forwards and
+#   backwards as backprop plus $T$ separate optimizer and classifier updates (section 1).
+# * **Parallel training**: possible because no gradient crosses a block; with one-hot
+#   embeddings the result is exactly the single-process model. The shared classifier is trained by
+#   one process (it depends on no block); a learned $W_{embed}$ couples the blocks and is refused.
+#   The paper claims this parallelism; it does not demonstrate it (section 3).
+# * **Inference**: the chain runs every block in sequence, as the backprop forward pass does
+#   (section 4).
+
+# %% [markdown]
+# ## 6. Exercises
+#
+# **Exercise 1 (memory model).** From the benchmark's paper-block rows at the largest batch,
+# estimate one block's activation memory $A$ from NoProp-DT's peak ($\approx 2P + P/T + A$, with
+# $P$ = `param_bytes`: AdamW state, one block's gradients, one block's activations) and predict
+# backprop's peak ($\approx 2P + P + T A$). How close is the prediction to the measurement?
+
+# %% tags=["raises-exception"]
+def predict_backprop_peak(noprop_peak: float, param_bytes: float, T: int) -> float:
+    """Backprop's predicted peak above idle (bytes) from NoProp-DT's measured one."""
+    raise NotImplementedError("estimate A from NoProp-DT's peak, then return 3 P + T A")
+
+
+# %% tags=["solution"]
+def predict_backprop_peak(noprop_peak: float, param_bytes: float, T: int) -> float:
+    """Backprop's predicted peak above idle (bytes) from NoProp-DT's measured one."""
+    A = noprop_peak - 2 * param_bytes - param_bytes / T   # one block's activations (and temporaries)
+    return 3 * param_bytes + T * A
+
+
+bench = load_bench("memory")
+if bench:
+    paper = [r for r in bench["rows"] if r["block"] == "paper" and r["allocator"] == "fixed"]
+    b = max(r["batch_size"] for r in paper)
+    nop = next(r for r in paper if r["batch_size"] == b and r["kind"] == "noprop")
+    bp = next(r for r in paper if r["batch_size"] == b and r["kind"] == "backprop")
+    pred = predict_backprop_peak(nop["peak_delta_bytes"], nop["param_bytes"], bench["config"]["T"])
+    print(f"batch {b}: predicted backprop peak {pred / 2**20:.0f} MiB, measured {bp['peak_delta_mib']:.0f} MiB")
+
+# %% [markdown]
+# **Exercise 2 (the coupling).** Show that a learned $W_{embed}$ couples the blocks: compute the
+# gradient of block 1's loss with respect to $W_{embed}$ and check that it is not zero (with
+# one-hot embeddings $W_{embed}$ is a buffer and has no gradient at all).
+
+# %% tags=["raises-exception"]
+def grad_of_block_loss_wrt_W_embed(model: NoPropDT, x: torch.Tensor, y: torch.Tensor, t: int = 1) -> torch.Tensor:
+    raise NotImplementedError("use model.block_loss(t, x, y) and torch.autograd.grad")
+
+
+# %% tags=["solution"]
+def grad_of_block_loss_wrt_W_embed(model: NoPropDT, x: torch.Tensor, y: torch.Tensor, t: int = 1) -> torch.Tensor:
+    loss = model.block_loss(t, x, y)
+    (grad,) = torch.autograd.grad(loss, model.embedding.W_embed)
+    return grad
+
+
+learned = NoPropDT(T=T, block="small", embedding="learned")
+g = grad_of_block_loss_wrt_W_embed(learned, train.x[:32], train.y[:32])
+print(f"|d L_1 / d W_embed| = {g.norm():.4f}  (non-zero: block 1 and every other block share W_embed)")
+assert g.norm() > 0
+
+# %% [markdown]
+# **Exercise 3 (parallel efficiency).** From `results/bench_parallel.json`, compute for each block
+# size the parallel efficiency of the 2-process run relative to one process with one thread:
+# (single-process time) / (2 x parallel time). What limits it at 1?
+
+# %% tags=["raises-exception"]
+def parallel_efficiency(single_seconds: float, parallel_seconds: float, processes: int) -> float:
+    raise NotImplementedError
+
+
+# %% tags=["solution"]
+def parallel_efficiency(single_seconds: float, parallel_seconds: float, processes: int) -> float:
+    return single_seconds / (processes * parallel_seconds)
+
+
+bench = load_bench("parallel")
+if bench:
+    for r in bench["rows"]:
+        if r["processes"] > 1:
+            one = next(o for o in bench["rows"] if o["block"] == r["block"] and o["processes"] == 1
+                       and o["threads_per_process"] == 1)
+            eff = parallel_efficiency(one["train_seconds"], r["train_seconds"], r["processes"])
+            print(f"{r['block']:5s} block: efficiency {eff:.2f}")
+# Limits: every process loads and indexes every minibatch, rank 0 also trains the classifier
+# (uneven work), the two processes share memory bandwidth and caches, and other programs on the
+# machine take cycles.
