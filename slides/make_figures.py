@@ -112,7 +112,7 @@ def style() -> None:
         "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": 8,
         "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
         "axes.grid": True, "grid.alpha": 0.25, "figure.dpi": 100, "pdf.fonttype": 42,
-        "mathtext.fontset": "cm", "font.family": "serif", "font.serif": ["DejaVu Serif"],
+        "mathtext.fontset": "dejavusans", "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans"],
         "savefig.pad_inches": 0.02,
     })
 
@@ -253,7 +253,7 @@ def posterior_mc(sched, n: int = 200_000, seed: int = 0) -> list[dict]:
     for t in range(1, sched.T + 1):
         z_prev = q_sample(u, t - 1, sched, generator=g)
         z_t = posterior_step(u, z_prev, t, sched, noise=True, generator=g)
-        rows.append({"t": t, "mean": float(z_t.mean()), "var": float(z_t.var()),
+        rows.append({"t": t, "n": n, "mean": float(z_t.mean()), "var": float(z_t.var()),
                      "mean_true": math.sqrt(float(sched.alpha_bar[t])), "var_true": 1 - float(sched.alpha_bar[t])})
     return rows
 
@@ -343,10 +343,10 @@ def fig_ct_schedule(out: Path) -> None:
     ax2.semilogy(tk, dt.snr.numpy(), "o", color=C_GREY, ms=3)
     ax1.set_xlabel("$t$ (0 = noise, 1 = label)")
     ax1.set_ylabel(r"$\bar\alpha(t)$")
-    ax1.legend(frameon=False, fontsize=7)
     ax2.set_xlabel("$t$")
     ax2.set_ylabel(r"SNR$(t)=e^{-\gamma(t)}$")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(*ax1.get_legend_handles_labels(), loc="lower center", ncol=4, frameon=False, fontsize=8)
     savefig(fig, out / "ct_schedule.pdf")
 
 
@@ -613,6 +613,9 @@ def numbers_tex(scheds: dict, sched, mc_rows) -> str:
         "NumBlockParamsPaperCifarM": f"{p_paper_cifar / 1e6:.2f}",
         "NumBlockParamsSmall": f"{p_small:,}".replace(",", "{,}"),
         "NumMcMaxErr": fmt(max(max(abs(r["mean"] - r["mean_true"]), abs(r["var"] - r["var_true"])) for r in mc_rows), 1),
+        # standard error of a sample variance of n Gaussian draws: sqrt(2 / n) * variance
+        "NumMcSE": fmt(max(math.sqrt(2 / r["n"]) * r["var_true"] for r in mc_rows), 1),
+        "NumMcN": f"{mc_rows[0]['n']:,}".replace(",", "{,}"),
         "NumKLOneHot": fmt(float(kl_prior(torch.eye(10, dtype=torch.float64)[:1], sched)[0])),
         "NumAOne": fmt(sched.a[0]), "NumBOne": fmt(sched.b[0]), "NumCOne": fmt(sched.c[0]),
         "NumAT": fmt(sched.a[-1]), "NumBT": fmt(sched.b[-1]), "NumCT": fmt(sched.c[-1]),
@@ -630,6 +633,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(HERE / "figures"), help="output folder (default slides/figures)")
     p.add_argument("--results", default=str(HERE.parent / "results"), help="folder of result JSON files")
+    p.add_argument("--notebooks", default=str(HERE.parent / "notebooks"), help="folder of the course notebooks")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -644,11 +648,11 @@ def main(argv=None) -> int:
     write(out / "tab_schedule_linear.tex", schedule_table(make_schedule("linear", 10),
                                                           "linear, T = 10, alpha_bar from 1e-4 to 0.99"))
     write(out / "tab_clip.tex", clip_table(scheds))
-    n_mc = 200_000
+    n_mc = 1_000_000
     mc_rows = posterior_mc(sched, n=n_mc)
     write(out / "tab_posterior_mc.tex", mc_table(mc_rows, n_mc))
     write(out / "numbers.tex", numbers_tex(scheds, sched, mc_rows))
-    write(out / "notebooks.tex", notebooks_tex(notebook_names(HERE.parent / "notebooks")))
+    write(out / "notebooks.tex", notebooks_tex(notebook_names(Path(args.notebooks))))
 
     fig_forward_diffusion(out, sched)
     fig_schedules(out)
