@@ -34,6 +34,11 @@ Choices the paper leaves open (documented here and shown in notebook 02):
   lie between 0.025 and 26 (T = 10). With 0.999 the last weight is 964 and dominates every other
   block's loss by a factor of 40; notebook 02 plots the effect. ``alpha_bar_min = 1e-4`` only
   touches ``t = 0`` (where ``f(1) = 0``) for ``T <= 100``.
+  This hard clip (``clip="hard"``, the default) flattens the top of the curve once ``T`` is large:
+  for ``T >= 20`` both ``t = T - 1`` and ``t = T`` clip to 0.99, the schedule is no longer strictly
+  increasing and :class:`DTSchedule` refuses it with a ValueError. ``clip="rescale"`` maps ``f``
+  affinely onto ``[alpha_bar_min, alpha_bar_max]`` instead, strictly increasing for every ``T``
+  (at T = 10 the last weight is then 73 instead of 64).
 * **linear**: ``alpha_bar_t`` linear in ``t`` from ``alpha_bar_min`` to ``alpha_bar_max``
   (linear in alpha_bar, not DDPM's linear betas, which make no sense for T = 10).
 
@@ -76,20 +81,35 @@ def _check_clip(alpha_bar_min: float, alpha_bar_max: float) -> None:
         raise ValueError(f"need alpha_bar_min < alpha_bar_max, got {alpha_bar_min} >= {alpha_bar_max}")
 
 
-def cosine_alpha_bar(T: int, alpha_bar_min: float = 1e-4, alpha_bar_max: float = 0.99) -> torch.Tensor:
+def cosine_alpha_bar(T: int, alpha_bar_min: float = 1e-4, alpha_bar_max: float = 0.99,
+                     clip: str = "hard") -> torch.Tensor:
     """``alpha_bar_t`` for t = 0..T of the reversed, clipped cosine schedule (module docstring).
 
-    Introduced in notebooks/02_noise_schedules_and_snr, section 1.
+    Introduced in notebooks/02_noise_schedules_and_snr, section 1. ``clip`` is "hard" (clamp to
+    [alpha_bar_min, alpha_bar_max], the default) or "rescale" (affine map onto that interval).
     """
     T = _check_T(T)
     _check_clip(alpha_bar_min, alpha_bar_max)
+    if clip not in ("hard", "rescale"):
+        raise ValueError(f"clip must be 'hard' or 'rescale', got {clip!r}")
     t = torch.arange(T + 1, dtype=torch.float64)
     s = 1.0 - t / T  # DDPM time: s = 0 is clean, s = 1 is noise
     # f(s) = cos^2((s + 0.008)/1.008 * pi/2) / cos^2(0.008/1.008 * pi/2)
     f = torch.cos((s + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
     f = f / math.cos(COSINE_OFFSET / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+    if clip == "rescale":
+        f = f.clamp(0.0, 1.0)  # f(1) is 0 up to rounding
+        # alpha_bar_t = alpha_bar_min + (alpha_bar_max - alpha_bar_min) f(1 - t/T)
+        return alpha_bar_min + (alpha_bar_max - alpha_bar_min) * f
     # alpha_bar_t = clip(f(1 - t/T), alpha_bar_min, alpha_bar_max)
-    return f.clamp(alpha_bar_min, alpha_bar_max)
+    alpha_bar = f.clamp(alpha_bar_min, alpha_bar_max)
+    ties = int(((alpha_bar[1:] - alpha_bar[:-1]) <= 0).sum())
+    if ties:
+        raise ValueError(
+            f"with T = {T} the hard clip of the cosine schedule to [{alpha_bar_min}, {alpha_bar_max}] makes "
+            f"{ties} neighbouring alpha_bar values equal (not strictly increasing); use clip='rescale', "
+            "a smaller T, or move the clipping bounds")
+    return alpha_bar
 
 
 def linear_alpha_bar(T: int, alpha_bar_min: float = 1e-4, alpha_bar_max: float = 0.99) -> torch.Tensor:
@@ -184,14 +204,15 @@ class DTSchedule:
 
 
 def make_schedule(kind: str = "cosine", T: int = 10, alpha_bar_min: float = 1e-4,
-                  alpha_bar_max: float = 0.99) -> DTSchedule:
+                  alpha_bar_max: float = 0.99, clip: str = "hard") -> DTSchedule:
     """The NoProp-DT schedule of the given ``kind`` ('cosine' or 'linear') with ``T`` blocks.
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 2.
     Defaults: cosine, T = 10, alpha_bar clipped to [1e-4, 0.99] (module docstring says why).
+    ``clip`` ("hard" or "rescale") applies to the cosine schedule only.
     """
     if kind == "cosine":
-        alpha_bar = cosine_alpha_bar(T, alpha_bar_min, alpha_bar_max)
+        alpha_bar = cosine_alpha_bar(T, alpha_bar_min, alpha_bar_max, clip)
     elif kind == "linear":
         alpha_bar = linear_alpha_bar(T, alpha_bar_min, alpha_bar_max)
     else:

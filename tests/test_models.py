@@ -65,10 +65,10 @@ def test_embeddings():
 
 
 def test_class_medoids_picks_the_central_image():
-    # class 0: three images at 0, 1, 10 (medoid = 1); class 1: at 5, 6, 7 (medoid = 6)
-    vals = torch.tensor([0.0, 1.0, 10.0, 5.0, 6.0, 7.0])
-    images = vals.view(6, 1, 1, 1).expand(6, 1, 2, 2).clone()
-    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    # class 0: images at 0, 1, 2, 10 (medoid = 1); class 1: at 5, 6, 7, 20 (medoid = 6)
+    vals = torch.tensor([0.0, 1.0, 2.0, 10.0, 5.0, 6.0, 7.0, 20.0])
+    images = vals.view(8, 1, 1, 1).expand(8, 1, 2, 2).clone()
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     med = class_medoids(images, labels, 2)
     assert med.shape == (2, 1, 2, 2)
     assert float(med[0, 0, 0, 0]) == 1.0 and float(med[1, 0, 0, 0]) == 6.0

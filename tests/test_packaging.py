@@ -26,10 +26,12 @@ def pyproject_packages() -> set[str]:
 
 
 def environment_packages() -> set[str]:
-    names, in_pip = set(), False
+    names, in_deps = set(), False
     for line in (ROOT / "environment.yml").read_text().splitlines():
+        if line and not line[0].isspace():
+            in_deps = line.startswith("dependencies:")
         s = line.strip()
-        if not s.startswith("- "):
+        if not in_deps or not s.startswith("- "):
             continue
         item = s[2:].strip()
         if item.startswith("pip:"):

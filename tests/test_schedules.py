@@ -106,10 +106,21 @@ def test_linear_alpha_bar():
     assert torch.allclose(ab, torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("T", [1, 2, 50])
+@pytest.mark.parametrize("T", [1, 2, 15])
 def test_other_T(T):
     s = make_schedule("cosine", T)
     assert s.T == T and (s.snr_delta > 0).all()
+
+
+def test_hard_clip_at_large_T_is_refused_and_rescale_works():
+    with pytest.raises(ValueError, match="clip='rescale'"):
+        make_schedule("cosine", 50)
+    for T in (10, 50, 1000):
+        s = make_schedule("cosine", T, clip="rescale")
+        assert (s.snr_delta > 0).all()
+        assert float(s.alpha_bar[0]) == pytest.approx(1e-4) and float(s.alpha_bar[-1]) == pytest.approx(0.99)
+    with pytest.raises(ValueError, match="clip must be"):
+        make_schedule("cosine", 10, clip="soft")
 
 
 @pytest.mark.parametrize("kwargs, match", [
