@@ -21,18 +21,13 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-__all__ = ["COMMANDS", "add_parser", "run", "jsonable"]
-
-
-def jsonable(result: dict) -> dict:
-    """A result of :func:`nplib.timeseries.run_experiment` without models, data and tensors."""
-    return {k: v for k, v in result.items() if k not in ("models", "data", "bands")}
+__all__ = ["COMMANDS", "add_parser", "run"]
 
 
 def run(args) -> int:
     import torch
 
-    from .timeseries import HORIZONS, MODES, ForecastConfig, format_table, run_experiment
+    from .timeseries import HORIZONS, MODES, ForecastConfig, format_table, jsonable_result, run_experiment
     from .train import hardware_info
 
     if args.threads:
@@ -50,7 +45,7 @@ def run(args) -> int:
                                log=(lambda s: None) if args.quiet else print)
             print(format_table(r))
             print(f"({r['seconds']['total']:.0f} s)\n")
-            results.append(jsonable(r))
+            results.append(jsonable_result(r))
     wall = time.perf_counter() - t0
     out = {"command": " ".join(["python -m nplib"] + sys.argv[1:]) if sys.argv and sys.argv[0] else "forecast",
            "config": asdict(cfg), "hardware": hardware_info(), "wall_seconds": wall, "results": results}

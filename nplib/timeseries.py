@@ -88,7 +88,7 @@ __all__ = [
     "prepare_forecast_data", "synthetic_series", "data_from_array", "moving_average", "DLinear",
     "FutureAutoencoder", "ForecastBlock", "NoPropForecaster", "BackpropForecaster", "ForecastConfig",
     "naive_forecast", "seasonal_naive_forecast", "fit_dlinear", "fit_backprop", "fit_noprop",
-    "evaluate_point", "evaluate_intervals", "run_experiment", "format_table",
+    "evaluate_point", "evaluate_intervals", "run_experiment", "format_table", "jsonable_result",
 ]
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{name}.csv"
@@ -988,6 +988,11 @@ def run_experiment(name: str = "ETTh1", horizon: int = 96, lookback: int = 336, 
         out["bands"] = iv["bands"]  # (windows, H, C) each; test window j * stride for row j
         out["bands_test_index"] = torch.arange(0, len(data.test), stride)[: iv["bands"]["mean"].shape[0]]
     return out
+
+
+def jsonable_result(result: dict) -> dict:
+    """A :func:`run_experiment` result without models, data and tensors (what goes into JSON)."""
+    return {k: v for k, v in result.items() if k not in ("models", "data", "bands", "bands_test_index")}
 
 
 def format_table(result: dict) -> str:
