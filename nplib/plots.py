@@ -169,7 +169,7 @@ def plot_schedule_explorer(kind: str = "cosine", T: int = 10, alpha_bar_max: flo
                            alpha_bar_min: float = 1e-4):
     """The four schedule panels for one schedule, with the last block's share of the total weight.
 
-    Introduced in notebooks/02_noise_schedules_and_snr, section 6 (the interactive explorer of
+    Introduced in notebooks/02_noise_schedules_and_snr, section 7 (the interactive explorer of
     :func:`nplib.widgets.schedule_explorer` calls it). Invalid settings raise ``ValueError`` from
     :func:`nplib.schedules.make_schedule`.
     """

@@ -1,7 +1,7 @@
 """Interactive explorers: thin ``ipywidgets.interact`` wrappers around :mod:`nplib.plots`.
 
 Introduced in notebooks/01_forward_diffusion_on_label_embeddings (section 5) and
-notebooks/02_noise_schedules_and_snr (section 6).
+notebooks/02_noise_schedules_and_snr (section 7).
 
 Only core widgets (sliders, dropdowns) and inline matplotlib are used, so the explorers work in
 Jupyter and on Colab without extra set-up. ``interact`` calls the plotting function once with the
@@ -30,7 +30,8 @@ def _show(fig) -> None:
 def schedule_explorer(kind: str = "cosine", T: int = 10, alpha_bar_max: float = 0.99):
     """Dropdown (kind), slider (T) and a clipping slider calling :func:`nplib.plots.plot_schedule_explorer`.
 
-    Introduced in notebooks/02_noise_schedules_and_snr, section 6. Returns the ``interactive`` widget.
+    Introduced in notebooks/02_noise_schedules_and_snr, section 7. Returns the ``interactive`` widget.
+    A setting that :func:`nplib.schedules.make_schedule` rejects prints the reason instead of a plot.
     """
     import ipywidgets as w
 
@@ -38,7 +39,14 @@ def schedule_explorer(kind: str = "cosine", T: int = 10, alpha_bar_max: float = 
         raise ValueError(f"alpha_bar_max must be one of {CLIP_CHOICES}, got {alpha_bar_max}")
 
     def draw(kind, T, alpha_bar_max):
-        _show(plots.plot_schedule_explorer(kind, T, alpha_bar_max))
+        try:
+            fig = plots.plot_schedule_explorer(kind, T, alpha_bar_max)
+        except ValueError as err:
+            # e.g. cosine with T > 17 and clip 0.99: the last steps would all be clipped to the same
+            # alpha_bar, which the schedule rejects (weights of 0). Say so instead of failing.
+            print(f"invalid setting: {err}")
+            return
+        _show(fig)
 
     return w.interact(
         draw,
