@@ -109,8 +109,8 @@ def savefig(fig, path: Path) -> None:
 
 def style() -> None:
     plt.rcParams.update({
-        "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": 8,
-        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
+        "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7.5,
+        "xtick.labelsize": 7.5, "ytick.labelsize": 7.5, "axes.spines.top": False, "axes.spines.right": False,
         "axes.grid": True, "grid.alpha": 0.25, "figure.dpi": 100, "pdf.fonttype": 42,
         "mathtext.fontset": "dejavusans", "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans"],
         "savefig.pad_inches": 0.02,
@@ -172,7 +172,7 @@ def fig_forward_diffusion(out: Path, sched) -> None:
     W = class_embeddings_2d()
     g = torch.Generator().manual_seed(0)
     ts = [0, 4, 7, 10]
-    fig, axes = plt.subplots(1, len(ts), figsize=(8.4, 2.3), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, len(ts), figsize=(6.4, 1.9), sharex=True, sharey=True)
     for ax, t in zip(axes, ts):
         for k in range(W.shape[0]):
             u = W[k].expand(300, 2)
@@ -185,39 +185,39 @@ def fig_forward_diffusion(out: Path, sched) -> None:
         ax.set_aspect("equal")
         ax.set_xticks([-2, 0, 2])
         ax.set_yticks([-2, 0, 2])
-    axes[0].set_ylabel("noise  $\\longrightarrow$", fontsize=8)
     fig.tight_layout(w_pad=0.4)
     savefig(fig, out / "forward_diffusion.pdf")
 
 
 def fig_schedules(out: Path) -> None:
     """alpha_bar_t and SNR(t) for the cosine and linear schedules (T = 10)."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.6, 2.6))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(5.0, 2.0))
     for kind, col in (("cosine", C_MAIN), ("linear", C_ACC)):
         s = make_schedule(kind, 10)
         t = np.arange(11)
         ax1.plot(t, s.alpha_bar.numpy(), "o-", color=col, ms=3.5, label=kind)
         ax2.semilogy(t, s.snr.numpy(), "o-", color=col, ms=3.5, label=kind)
+    for ax in (ax1, ax2):
+        ax.set_xticks(range(0, 11, 2))
+    ax2.legend(frameon=False, loc="lower right")
     ax1.set_xlabel("$t$  (0 = noise, $T$ = label)")
     ax1.set_ylabel(r"$\bar\alpha_t$")
     ax1.legend(frameon=False)
     ax2.set_xlabel("$t$")
     ax2.set_ylabel(r"SNR$(t)=\bar\alpha_t/(1-\bar\alpha_t)$")
-    ax2.legend(frameon=False)
     fig.tight_layout()
     savefig(fig, out / "schedules.pdf")
 
 
 def fig_weights(out: Path, scheds: dict) -> None:
     """The loss weights SNR(t) - SNR(t-1) for three clipping values (log scale)."""
-    fig, ax = plt.subplots(figsize=(5.0, 2.7))
+    fig, ax = plt.subplots(figsize=(3.8, 2.5))
     width = 0.27
     cols = [C_MAIN, C_GOLD, C_ACC]
     for i, ((clip, s), col) in enumerate(zip(scheds.items(), cols)):
         t = np.arange(1, s.T + 1)
-        ax.bar(t + (i - 1) * width, s.snr_delta.numpy(), width=width, color=col, label=rf"clip $\bar\alpha_T={clip:g}$")
-        ax.annotate(f"{float(s.snr_delta[-1]):.0f}", (s.T + (i - 1) * width, float(s.snr_delta[-1])),
-                    ha="center", va="bottom", fontsize=7, color=col)
+        ax.bar(t + (i - 1) * width, s.snr_delta.numpy(), width=width, color=col,
+               label=rf"clip $\bar\alpha_T={clip:g}$: last weight {float(s.snr_delta[-1]):.0f}")
     ax.set_yscale("log")
     ax.set_ylim(1e-2, 3e4)
     ax.set_xticks(np.arange(1, 11))
@@ -230,15 +230,15 @@ def fig_weights(out: Path, scheds: dict) -> None:
 
 def fig_coefficients(out: Path, sched) -> None:
     """a_t, b_t and sqrt(c_t) of the posterior step, per block."""
-    fig, ax = plt.subplots(figsize=(4.6, 2.6))
+    fig, ax = plt.subplots(figsize=(3.3, 2.2))
     t = np.arange(1, sched.T + 1)
     ax.plot(t, sched.a.numpy(), "o-", color=C_MAIN, ms=3.5, label=r"$a_t$ (weight of $\hat u_t$)")
     ax.plot(t, sched.b.numpy(), "s-", color=C_GREEN, ms=3.5, label=r"$b_t$ (weight of $z_{t-1}$)")
     ax.plot(t, sched.c.sqrt().numpy(), "^-", color=C_ACC, ms=3.5, label=r"$\sqrt{c_t}$ (noise)")
     ax.set_xticks(t)
     ax.set_xlabel("block $t$")
-    ax.legend(frameon=False, fontsize=7.5)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False, fontsize=7.5)
     savefig(fig, out / "coefficients.pdf")
 
 
@@ -281,8 +281,8 @@ def fig_chain(out: Path, sched) -> None:
     """
     W = class_embeddings_2d()
     g = torch.Generator().manual_seed(1)
-    fig, axes = plt.subplots(1, 2, figsize=(6.6, 3.0), sharex=True, sharey=True)
-    n = 12
+    fig, axes = plt.subplots(1, 2, figsize=(5.0, 2.4), sharex=True, sharey=True)
+    n = 6
     probs = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
     for ax, (title, noise, u_hat) in zip(axes, [
         ("perfect block, noisy chain", True, W[0].expand(n, 2)),
@@ -295,7 +295,7 @@ def fig_chain(out: Path, sched) -> None:
             path.append(z)
         P = torch.stack(path).numpy()  # (T+1, n, 2)
         for i in range(n if noise else 1):
-            ax.plot(P[:, i, 0], P[:, i, 1], "-", color=C_GREY, lw=0.7, alpha=0.8)
+            ax.plot(P[:, i, 0], P[:, i, 1], "o-", color=C_GREY, lw=0.7, ms=2, alpha=0.7)
             ax.scatter(P[0, i, 0], P[0, i, 1], s=10, color=C_GREY, zorder=3)
             ax.scatter(P[-1, i, 0], P[-1, i, 1], s=14, color=C_ACC, zorder=4)
         for k in range(W.shape[0]):
@@ -303,10 +303,10 @@ def fig_chain(out: Path, sched) -> None:
         if not noise:
             ax.scatter(*(probs @ W).numpy(), marker="x", s=50, color="k", zorder=5)
             ax.annotate(r"$\hat u$", (probs @ W).numpy(), textcoords="offset points", xytext=(5, -10), fontsize=9)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=8)
         ax.set_aspect("equal")
-        ax.set_xlim(-2.3, 2.3)
-        ax.set_ylim(-2.3, 2.3)
+        ax.set_xlim(-3, 3)
+        ax.set_ylim(-3, 3)
     fig.tight_layout()
     savefig(fig, out / "chain.pdf")
 
@@ -332,7 +332,7 @@ def fig_ct_schedule(out: Path) -> None:
     for name, gbar in ((r"$\bar g(t)=t^2$", t ** 2), (r"$\bar g(t)=\sqrt{t}$", t.sqrt())):
         # gamma(t) = g0 + (g1 - g0)(1 - gbar(t))
         curves[name] = g0 + (g1 - g0) * (1 - gbar)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.4, 2.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(5.4, 2.1))
     for (name, gamma), col in zip(curves.items(), [C_MAIN, C_ACC, C_GREEN]):
         # alpha_bar(t) = sigmoid(-gamma(t)),  SNR(t) = exp(-gamma(t))
         ax1.plot(t, torch.sigmoid(-gamma), color=col, label=name)
@@ -356,7 +356,7 @@ def fig_fm_paths(out: Path, sched) -> None:
     g = torch.Generator().manual_seed(3)
     n = 10
     z0 = torch.randn(n, 2, dtype=torch.float64, generator=g)
-    fig, axes = plt.subplots(1, 2, figsize=(6.6, 3.0), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.2), sharex=True, sharey=True)
     ts = torch.linspace(0, 1, 21, dtype=torch.float64)
     for i in range(n):
         # z_t = t z_1 + (1 - t) z_0 with z_1 = u_y
@@ -375,10 +375,10 @@ def fig_fm_paths(out: Path, sched) -> None:
     for ax, title in zip(axes, ["flow matching: straight lines", "NoProp-DT: posterior chain"]):
         for k in range(W.shape[0]):
             ax.scatter(*W[k], marker="*", s=120, color=CLASS_COLORS[k], edgecolor="k", lw=0.5, zorder=5)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=8)
         ax.set_aspect("equal")
-        ax.set_xlim(-2.6, 2.6)
-        ax.set_ylim(-2.6, 2.6)
+        ax.set_xlim(-3, 3)
+        ax.set_ylim(-3, 3)
     fig.tight_layout()
     savefig(fig, out / "fm_paths.pdf")
 
@@ -455,7 +455,7 @@ def results_table(results: dict[str, dict]) -> tuple[str, list[str]]:
             rows.append(d)
     lines = [
         r"% generated by slides/make_figures.py from ../results/*.json: do not edit",
-        r"\begin{tabular}{@{}p{0.38\linewidth}rllll@{}}",
+        r"\begin{tabular}{@{}>{\raggedright\arraybackslash}p{0.4\linewidth}rllll@{}}",
         r"\toprule",
         r"run (\texttt{results/}) & epochs & test acc.\ (\%) & noise-free & time & hardware \\",
         r"\midrule",
@@ -530,7 +530,7 @@ def generic_table(results: dict[str, dict], prefix: str, what: str, max_rows: in
 
 def fig_history(out: Path, results: dict[str, dict]) -> str | None:
     """Per-epoch test accuracy of every result that has a history; a 'not measured yet' panel if none."""
-    fig, ax = plt.subplots(figsize=(4.6, 2.6))
+    fig, ax = plt.subplots(figsize=(3.4, 2.1))
     drawn = 0
     for name, r in results.items():
         hist = r.get("history") if isinstance(r, dict) else None
@@ -616,6 +616,8 @@ def numbers_tex(scheds: dict, sched, mc_rows) -> str:
         # standard error of a sample variance of n Gaussian draws: sqrt(2 / n) * variance
         "NumMcSE": fmt(max(math.sqrt(2 / r["n"]) * r["var_true"] for r in mc_rows), 1),
         "NumMcN": f"{mc_rows[0]['n']:,}".replace(",", "{,}"),
+        # bug 2: b_t with sqrt(alpha_bar_{t-1}) instead of sqrt(alpha_{t-1}) is smaller by sqrt(alpha_bar_t)
+        "NumBWrongMax": fmt(float((1 / sched.alpha_bar[1:].sqrt()).max()), 2),
         "NumKLOneHot": fmt(float(kl_prior(torch.eye(10, dtype=torch.float64)[:1], sched)[0])),
         "NumAOne": fmt(sched.a[0]), "NumBOne": fmt(sched.b[0]), "NumCOne": fmt(sched.c[0]),
         "NumAT": fmt(sched.a[-1]), "NumBT": fmt(sched.b[-1]), "NumCT": fmt(sched.c[-1]),
