@@ -109,7 +109,13 @@ def test_euler_is_exact_for_a_constant_field_and_steps_agree():
 
 
 def test_ct_sampler_many_steps_agree_with_few_steps_on_an_easy_case():
-    """A network that always predicts class 2: the noise-free chain ends at sqrt(alpha_bar(1)) u_2 for any N."""
+    """A network that always predicts class 2: every N gives the same end point of the noise-free chain.
+
+    The mean m of z follows m_t = a + b m_s, and a + b sqrt(alpha_bar(s)) = sqrt(alpha_bar(t)), so the
+    gap to sqrt(alpha_bar) is multiplied by b at each step; prod_k b_k telescopes to
+    sqrt(ab0 / ab1) (1 - ab1) / (1 - ab0) for ANY grid. Starting from z_0 = 0 (gap -sqrt(ab0)):
+    z_1 = [sqrt(ab1) - ab0 (1 - ab1) / (sqrt(ab1) (1 - ab0))] u_2.
+    """
     model = NoPropCT(SHAPE, 4, model=TINY, inference_steps=3)
     with torch.no_grad():
         for p in model.net.parameters():
@@ -117,9 +123,9 @@ def test_ct_sampler_many_steps_agree_with_few_steps_on_an_easy_case():
         model.net.head[-1].bias[2] = 50.0
     x = torch.randn(6, *SHAPE)
     with torch.no_grad():
-        ab1 = float(model.schedule.alpha_bar(torch.ones(1, dtype=torch.float64)))
+        ab0, ab1 = model.schedule.alpha_bar(torch.tensor([0.0, 1.0], dtype=torch.float64)).tolist()
     expect = torch.zeros(6, 4)
-    expect[:, 2] = math.sqrt(ab1)
+    expect[:, 2] = math.sqrt(ab1) - ab0 * (1 - ab1) / (math.sqrt(ab1) * (1 - ab0))
     for n in (1, 5, 1000):
         _, traj = model.sample(x, noise=False, steps=n, return_trajectory=True)
         assert torch.allclose(traj["z"][-1], expect, atol=1e-5), n
@@ -129,7 +135,7 @@ def test_ct_sampler_many_steps_agree_with_few_steps_on_an_easy_case():
         _, traj = model.sample(xb, noise=True, steps=n, generator=torch.Generator().manual_seed(n),
                                return_trajectory=True)
         z = traj["z"][-1]
-        assert torch.allclose(z.mean(0), expect[0], atol=0.01)
+        assert torch.allclose(z.mean(0), expect[0], atol=0.02)   # 6 standard errors at 4000 samples
         assert torch.allclose(z.var(0), torch.full((4,), 1 - ab1), rtol=0.15, atol=1e-4)
 
 
