@@ -336,3 +336,23 @@ def test_check_rejects_bad_logs(tmp_path, bad_line):
     (tmp_path / "main.log").write_text(good + bad_line + "\n")
     bad = subprocess.run(["make", "-C", str(tmp_path), "checklog"], capture_output=True, text=True)
     assert bad.returncode != 0, f"check accepted: {bad_line}"
+
+
+def test_exercise_boxes_point_to_existing_exercises():
+    """Each exercise box names notebook NN and exercise numbers that exist in notebooks/NN_*.py."""
+    nb_dir = ROOT / "notebooks"
+    boxes = []
+    for part in PARTS:
+        text = part.read_text()
+        boxes += [(part.name, nn, what) for nn, what in
+                  re.findall(r"\\begin\{(?:exercise|inthenotebook)\}\{\\nb\{(\d\d)\}\}\{([^}]*)\}", text)]
+    assert len(boxes) >= 8, "every part should point to its notebook"
+    for part, nn, what in boxes:
+        found = sorted(nb_dir.glob(f"{nn}_*.py"))
+        if not found:
+            continue  # notebook not written yet: nothing to check against
+        src = found[0].read_text()
+        for k in re.findall(r"\d+", what) if what.lower().startswith("exercise") else []:
+            assert re.search(rf"\*\*Exercise {k}\b", src), f"{part}: {found[0].name} has no Exercise {k}"
+        for sec in re.findall(r"\d+(?:\.\d+)?", what) if what.lower().startswith("section") else []:
+            assert re.search(rf"(?m)^# ##+ {re.escape(sec)}\.? ", src), f"{part}: {found[0].name} has no section {sec}"
