@@ -89,14 +89,19 @@ plt.title("ETTh1: training (green), validation (orange), test (red); hatched = l
 plt.show()
 
 # %% [markdown]
-# The scaler's statistics come from rows 0-8,639 only. The oil temperature drifts: its test-period
-# mean, in training standard deviations, is far from 0, which is why errors on the test set are
-# larger than on the training set for every model.
+# The scaler's statistics come from rows 0-8,639 only, so on the training part every variable has
+# mean 0 and standard deviation 1, and on the later parts it need not. ETTh1 drifts: the oil
+# temperature's test-period mean lies more than one training standard deviation below its training
+# mean, and the spread of several variables changes. A model fitted to the training period meets a
+# somewhat different distribution at test time (this matters for the intervals of section 5).
 
 # %%
 z_all = data96.scaler.transform(ett.values[:14400])
+print(" " * 22 + "".join(f"{c:>7s}" for c in ett.columns))
 for k, (lo, hi) in (("train", (0, 8640)), ("val", (8640, 11520)), ("test", (11520, 14400))):
-    print(f"{k:5s} standardised mean per variable: {np.round(z_all[lo:hi].mean(0), 2)}")
+    print(f"{k:5s} standardised mean " + "".join(f"{v:7.2f}" for v in z_all[lo:hi].mean(0)))
+    print(f"{k:5s} standardised std  " + "".join(f"{v:7.2f}" for v in z_all[lo:hi].std(0)))
+assert abs(z_all[11520:14400, -1].mean()) > 1.0  # OT's shift
 
 # %% [markdown]
 # One window: the past (`lookback` = 336 h = two weeks) and the future to forecast (96 h = 4 days).
@@ -211,8 +216,9 @@ axs[1].set_xlabel("epoch"); axs[1].set_ylabel("validation MSE"); axs[1].legend(f
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# The last block's loss is the largest because its weight $\mathrm{SNR}(T) - \mathrm{SNR}(T-1)$ is
-# (about 64 against 0.03-26 for the others, notebook 02).
+# The weighted losses of the blocks differ by orders of magnitude because their weights
+# $\mathrm{SNR}(t) - \mathrm{SNR}(t-1)$ do (printed in section 2; notebook 02 explains the schedule).
+# Each block has its own optimiser, so the scale of its loss does not slow the others down.
 
 # %% [markdown]
 # ## 4. All horizons and both modes
@@ -253,10 +259,17 @@ def mse_of(mode, H, name):
     return [r["mse"] for r in results[(mode, H)]["rows"] if r["model"].startswith(name)][0]
 
 
-ratio = mse_of("multivariate", 96, "NoProp AE, det") / mse_of("multivariate", 96, "DLinear")
-print(f"multivariate H=96: NoProp (deterministic chain) / DLinear-style MSE = {ratio:.3f}")
-print(f"naive: {mse_of('multivariate', 96, 'naive'):.4f}")
-assert mse_of("multivariate", 96, "NoProp AE, det") < mse_of("multivariate", 96, "naive")
+NOPROP = "NoProp AE, mean"  # the point forecast: the mean of the sampled chain's decoded forecasts
+print("test MSE ratios to the DLinear-style baseline (same run, same windows)")
+print(f"{'mode':>12} {'H':>4} {'NoProp mean':>12} {'NoProp det.':>12} {'backprop':>9} {'naive':>7}")
+for (mode, H) in sorted(results):
+    dl = mse_of(mode, H, "DLinear")
+    print(f"{mode:>12} {H:>4} {mse_of(mode, H, NOPROP) / dl:12.3f} {mse_of(mode, H, 'NoProp AE, det') / dl:12.3f} "
+          f"{mse_of(mode, H, 'same network') / dl:9.3f} {mse_of(mode, H, 'naive') / dl:7.3f}")
+ratio = mse_of("multivariate", 96, NOPROP) / mse_of("multivariate", 96, "DLinear")
+print(f"\nmultivariate H=96: NoProp AE / DLinear-style MSE = {ratio:.3f}; "
+      f"NoProp {mse_of('multivariate', 96, NOPROP):.4f} vs naive {mse_of('multivariate', 96, 'naive'):.4f}")
+assert mse_of("multivariate", 96, NOPROP) < mse_of("multivariate", 96, "naive")
 if not SMOKE:
     assert ratio <= 1.05, ratio
 
@@ -305,28 +318,51 @@ axs[0, 0].legend(fontsize=7, ncol=2)
 plt.tight_layout(); plt.show()
 
 # %%
-print(f"{'mode':>12} {'H':>4} {'cov 80%':>8} {'cov 95%':>8} {'width 80':>9} {'width 95':>9}")
+print("test coverage (width) of the 80 % and 95 % intervals: raw chain | widened by k chosen on validation")
+print(f"{'mode':>12} {'H':>4} {'raw 80%':>15} {'raw 95%':>15} | {'k80':>5} {'k95':>5} {'wide 80%':>15} {'wide 95%':>15}")
 cov_rows = []
 for (mode, H), r in sorted(results.items()):
-    row = [x for x in r["rows"] if "coverage" in x][0]
-    cov_rows.append((mode, H, row["coverage"]["80"], row["coverage"]["95"]))
-    print(f"{mode:>12} {H:>4} {100 * row['coverage']['80']:7.1f}% {100 * row['coverage']['95']:7.1f}% "
-          f"{row['width']['80']:9.3f} {row['width']['95']:9.3f}")
-cov = np.array([[c80, c95] for _, _, c80, c95 in cov_rows])
-print(f"mean coverage: 80% interval {100 * cov[:, 0].mean():.1f}%, 95% interval {100 * cov[:, 1].mean():.1f}%")
-assert (cov[:, 0] <= cov[:, 1]).all() and (cov > 0.3).all()
+    raw, wide = [x for x in r["rows"] if "coverage" in x][:2]
+    cov_rows.append([raw["coverage"]["80"], raw["coverage"]["95"], wide["coverage"]["80"], wide["coverage"]["95"]])
+    print(f"{mode:>12} {H:>4} " + " ".join(f"{100 * x['coverage'][lv]:6.1f}% ({x['width'][lv]:5.2f})"
+                                          for x, lv in ((raw, "80"), (raw, "95")))
+          + f" | {wide['scale']['80']:5.2f} {wide['scale']['95']:5.2f} "
+          + " ".join(f"{100 * wide['coverage'][lv]:6.1f}% ({wide['width'][lv]:5.2f})" for lv in ("80", "95")))
+cov = np.array(cov_rows)
+print(f"mean over the 8 settings: raw {100 * cov[:, 0].mean():.1f}% / {100 * cov[:, 1].mean():.1f}%, "
+      f"widened {100 * cov[:, 2].mean():.1f}% / {100 * cov[:, 3].mean():.1f}%  (nominal 80% / 95%)")
+assert (cov[:, 0] <= cov[:, 1]).all() and (cov[:, 2] <= cov[:, 3]).all() and (cov > 0.3).all()
 
 # %% [markdown]
-# **Reading the coverage.** (Numbers above; this paragraph describes the full run.) The intervals
-# come from a model fitted to the *training* period, so they describe the spread of futures the
-# model saw there. ETTh1's test period is shifted (section 1: the standardised means of several
-# variables are far from 0), so the errors on the test set are larger than the training spread and
-# the intervals under-cover when this happens; they are also estimated from a finite number of
-# samples, which narrows the 95 % interval a little. A remedy that keeps the test set untouched is
-# to rescale the interval widths by a factor chosen on the **validation** period (split-conformal
-# calibration): exercise 3.
+# Is the shortfall the model's or the data's? The same model's coverage on (every 20th) TRAINING
+# window, and on validation and test windows:
 
 # %%
+npm = res["models"]["noprop"]
+for name, ws, step in (("train", data96.train, 20), ("val", data96.val, 8), ("test", data96.test, 8)):
+    sub = ts.WindowSet(ws.series, ws.starts[::step], LOOKBACK, 96)
+    iv = ts.evaluate_intervals(npm, sub, samples=cfg.samples, seed=1)
+    print(f"{name:5s} ({len(sub):4d} windows): MSE {iv['mse']:.4f}  coverage 80% {100 * iv['coverage']['80']:5.1f}%  "
+          f"95% {100 * iv['coverage']['95']:5.1f}%")
+
+# %% [markdown]
+# **Reading the coverage.** (Numbers above, full run.) The raw intervals of the chain cover less than
+# their nominal level, and they do so even on the *training* windows the model was fitted to, so
+# the main cause is the model, not only the drift of the test period:
+#
+# * each block is trained to predict the conditional **mean** of the clean latent; with only
+#   T = 10 steps, the stochastic chain built from such blocks spreads its samples less than the
+#   futures really spread (a coarse, under-dispersed sampler);
+# * the 2.5 % and 97.5 % quantiles are estimated from `cfg.samples` = 40 samples, which on average
+#   places them inside the true ones (exercise 3 measures how coverage grows with the sample count);
+# * on top of that, ETTh1's later months differ from the training months (section 1).
+#
+# The second set of columns widens each interval around the sample mean by one factor $k$ per level,
+# chosen so that the intervals cover exactly 80 % / 95 % of the **validation** futures
+# (split-conformal calibration; the test set is not used). How close the widened test coverage
+# comes to nominal depends on how similar the validation and test periods are: for ETTh1 the
+# validation months are the harder ones (every model's validation MSE is above its test MSE,
+# section 3), which pushes $k$ up.# %%
 print(f"notebook wall time: {(time.perf_counter() - T_START) / 60:.1f} min "
       f"({'quick' if SMOKE else 'full'} mode, {S.hardware['cpu_count']} cores, torch threads {torch.get_num_threads()})")
 
@@ -386,33 +422,19 @@ for step in range(301 if not SMOKE else 61):
 # predictable, and it carries no information about the future, so D could not decode anything.
 
 # %% [markdown]
-# **Exercise 3.** Split-conformal calibration on the validation period: for horizon 96
-# (multivariate), find the factor $k$ such that intervals $[\bar y - k(\bar y - q_{lo}),\ \bar y + k(q_{hi} - \bar y)]$
-# cover 80 % of the **validation** futures, then apply it to the test windows and compare the
-# test coverage before and after. (Hint: `ts.evaluate_intervals(model, windows, keep=n)` returns the
-# bands of the first `n` windows.)
+# **Exercise 3.** Quantiles from few samples: on 100 test windows (horizon 96, multivariate), compute
+# the raw 95 % coverage with 10, 40 and 200 chain samples. Why does it grow with the number of
+# samples? (Hint: `ts.evaluate_intervals(model, windows, samples=S)` and `ts.WindowSet` to pick windows.)
 
 # %% tags=["raises-exception"]
-# Your code: k from the validation windows, coverage on the test windows
-raise NotImplementedError("calibrate the 80 % interval width on the validation period")
+# Your code: coverage of the 95 % interval for S in (10, 40, 200)
+raise NotImplementedError("measure the 95 % coverage for several sample counts")
 
 # %% tags=["solution"]
 npm = res["models"]["noprop"]
-n_cal = 300 if not SMOKE else 20
-val_ws = ts.WindowSet(data96.val.series, data96.val.starts[:: max(1, len(data96.val) // n_cal)], LOOKBACK, 96)
-cal = ts.evaluate_intervals(npm, val_ws, samples=cfg.samples if not SMOKE else 5, keep=len(val_ws))["bands"]
-y_val = val_ws.y()
-
-
-def coverage(bd, y, k):
-    lo = bd["mean"] - k * (bd["mean"] - bd["q0.1"])
-    hi = bd["mean"] + k * (bd["q0.9"] - bd["mean"])
-    return ((y >= lo) & (y <= hi)).float().mean().item()
-
-
-ks = np.linspace(0.5, 3.0, 51)
-k80 = float(ks[np.argmin([abs(coverage(cal, y_val, k) - 0.8) for k in ks])])
-n_b = bands["mean"].shape[0]
-y_t = test.y(band_idx)
-print(f"k = {k80:.2f}; validation coverage {100 * coverage(cal, y_val, k80):.1f}%; test coverage (first {n_b} "
-      f"windows) before {100 * coverage(bands, y_t, 1.0):.1f}%, after {100 * coverage(bands, y_t, k80):.1f}%")
+few = ts.WindowSet(data96.test.series, data96.test.starts[:: max(1, len(data96.test) // 100)], LOOKBACK, 96)
+for S_ in (10, 40, 200) if not SMOKE else (5, 20):
+    c = ts.evaluate_intervals(npm, few, samples=S_, seed=2)["coverage"]
+    print(f"S = {S_:3d}: 80% coverage {100 * c['80']:.1f}%, 95% coverage {100 * c['95']:.1f}%")
+# With S samples the empirical 2.5 % / 97.5 % quantiles sit, on average, inside the true ones (with
+# S = 10 they are interpolated between the two most extreme samples), so small S under-covers.
