@@ -55,6 +55,11 @@ def hardware_info() -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": "cpu"}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
     if torch.cuda.is_available():
         info["device"] = "cuda"
         info["gpu"] = torch.cuda.get_device_name(0)
