@@ -26,7 +26,7 @@
 # **Run time.** Every number below comes either from the live cells (small versions, run here) or
 # from the benchmark files `results/bench_*.json` written by `benchmarks/` (their command,
 # configuration and hardware are printed next to each plot). A full run of this notebook took
-# about 2 minutes on a 2-core CPU (2 torch threads); quick mode (`NPLIB_SMOKE=1`) under a minute.
+# 40 s on a 2-core CPU (2 torch threads); quick mode (`NPLIB_SMOKE=1`) well under a minute.
 # Rerunning the benchmarks themselves takes about 10 minutes: see `benchmarks/README.md`.
 
 # %% [markdown]
@@ -124,6 +124,13 @@ if bench:
     for r in rows:
         print(f"{r['kind']:8s} {r['block']:5s} {r['images_per_s']:7.1f} images/s "
               f"({r['relative_to_backprop']:.2f} x backprop)")
+
+# %% [markdown]
+# Compare the two block sizes in the table. A step of the small block is short, so NoProp-DT's
+# fixed per-step costs ($T$ optimizer steps, $T$ classifier updates, $2T$ switches of random
+# stream, $T$ loss reductions) are a large part of it and NoProp-DT runs slower than backprop;
+# with the paper block the convolutions dominate and the two run at about the same speed. On one
+# device, block-wise training does not make training faster.
 
 # %% [markdown]
 # ## 2. Peak training memory
@@ -300,11 +307,16 @@ if bench:
 # Read the numbers honestly:
 #
 # * the parallel model equals the single-process model **bit for bit** when both use 1 thread per
-#   process; against the 2-thread single process the parameters may differ in the last bits,
-#   because the number of threads can change the order of floating-point sums in a convolution;
+#   process. Against the 2-thread single process it is NOT equal: the number of threads changes
+#   the order of floating-point sums inside a convolution, and these last-bit differences grow
+#   over the training steps (the benchmark file records the largest parameter difference after
+#   one epoch, `max_abs_diff_to_single_2_threads`, of order 1e-2). Exactness needs the same
+#   arithmetic, not just the same seed;
 # * the speed-up is what two processes on two cores buy **over using the same two cores with
-#   threads**; each process still loads every minibatch and runs its blocks' forward and backward,
-#   so the best case is the number of processes, and the processes' start-up is paid once;
+#   threads** (torch's intra-op threads use two cores poorly for these small convolutions).
+#   Counting process start-up (spawn, importing torch, joining the process group, several
+#   seconds) the parallel run of this short benchmark is slower; start-up is paid once, so it
+#   only pays off for long runs;
 # * **the paper claims this parallelism but does not show it**: it trains all blocks in one
 #   process and reports no parallel run or timing. On a GPU cluster each block could live on its
 #   own device; the exactness argument above is the same (on a GPU, up to cuDNN's
@@ -392,6 +404,12 @@ if bench:
     print(f"batch {b}: predicted backprop peak {pred / 2**20:.0f} MiB, measured {bp['peak_delta_mib']:.0f} MiB")
 
 # %% [markdown]
+# The model is rough: NoProp-DT's peak also holds temporaries that exist once per backward pass
+# (gradients of the activations, workspace of the convolutions), and multiplying them by $T$
+# over-counts; backprop's measured peak is then below the prediction. The order of magnitude,
+# and the factor of about $T$ on the activations, are right.
+
+# %% [markdown]
 # **Exercise 2 (the coupling).** Show that a learned $W_{embed}$ couples the blocks: compute the
 # gradient of block 1's loss with respect to $W_{embed}$ and check that it is not zero (with
 # one-hot embeddings $W_{embed}$ is a buffer and has no gradient at all).
@@ -436,6 +454,8 @@ if bench:
                        and o["threads_per_process"] == 1)
             eff = parallel_efficiency(one["train_seconds"], r["train_seconds"], r["processes"])
             print(f"{r['block']:5s} block: efficiency {eff:.2f}")
-# Limits: every process loads and indexes every minibatch, rank 0 also trains the classifier
-# (uneven work), the two processes share memory bandwidth and caches, and other programs on the
-# machine take cycles.
+# Below 1: every process loads and indexes every minibatch, rank 0 also trains the classifier
+# (uneven work), the two processes share memory bandwidth and caches. Above 1 (it can happen):
+# each process works on half the blocks and their AdamW state, a smaller working set that fits
+# the caches better than the single process's; and one timing on a shared machine varies by
+# several percent.
