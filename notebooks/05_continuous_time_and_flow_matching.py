@@ -22,7 +22,8 @@
 # the idea of an ordinary differential equation $dz/dt = v(z, t)$ and Euler's method.
 #
 # **Run time on a 2-core CPU.** With the checkpoints of the two commands in section 3 present in
-# `runs/`, the full run takes the time printed in the last cell (evaluation only). Without them the
+# `runs/`, the full run takes the time printed at the end of section 7 (evaluation only; the
+# exercises add a minute or two, Exercise 4 trains two small models). Without them the
 # notebook trains both models itself (up to `MAX_MINUTES` each). Quick mode (`NPLIB_SMOKE=1`):
 # well under a minute.
 #
@@ -259,7 +260,7 @@ print(f"(for comparison, the DT cosine schedule of notebook 04: block weights fr
 # line train it unchanged. The full-mode checkpoints come from
 #
 # ```bash
-# python -m nplib train --variant ct --model small --epochs 60 --max-minutes 15 --inference-steps 100 \
+# python -m nplib train --variant ct --model small --epochs 60 --max-minutes 12 --inference-steps 100 \
 #     --checkpoint runs/mnist_ct_small.pt --out results/mnist_ct_small.json
 # python -m nplib train --variant fm --model small --epochs 12 --max-minutes 5 --inference-steps 100 \
 #     --checkpoint runs/mnist_fm_small.pt --out results/mnist_fm_small.json
