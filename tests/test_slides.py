@@ -256,6 +256,18 @@ def test_results_table_reads_json_and_says_not_measured(mf):
     assert "not measured yet" in mf.generic_table({}, "forecast_", "test")
 
 
+def test_benchmark_frames(mf):
+    """results/bench_*.json become one frame each, with the file's own rows; none gives 'not measured yet'."""
+    assert "not measured yet" in mf.result_frames({}, "bench_", "Measured", "test")
+    bench = {"benchmark": "memory", "command": "python benchmarks/bench_memory.py", "quick": False,
+             "hardware": {"cpu_count": 2, "torch_threads": 2}, "wall_seconds": 157.8,
+             "rows": [{"kind": "noprop", "block": "paper", "batch_size": 512, "peak_delta_mib": 300.59375},
+                      {"kind": "backprop", "block": "paper", "batch_size": 512, "peak_delta_mib": 1851.05}]}
+    tex = mf.result_frames({"bench_memory.json": bench, "mnist.json": {}}, "bench_", "Measured", "test")
+    assert tex.count(r"\begin{frame}") == 1 and "not measured yet" not in tex
+    assert "300.6" in tex and "1851" in tex and "2-core CPU" in tex and "bench\\_memory.json" in tex
+
+
 def test_results_table_with_real_files(mf):
     """Every accuracy in results/*.json that the deck shows is the file's own number."""
     results = mf.load_results(ROOT / "results")
