@@ -23,8 +23,8 @@
 #
 # **Prerequisites.** Notebooks 01-04 (the schedule, $q(z_t \mid y)$, the posterior step, NoProp-DT).
 #
-# **Run time.** A full run (8 horizon x mode combinations, 3 models trained for each) took about
-# 7 minutes on a 2-core CPU with 2 torch threads (the wall time is printed at the end of section 5);
+# **Run time.** A full run (8 horizon x mode combinations, 3 models trained for each) takes about
+# 9 minutes on a 2-core CPU with 2 torch threads (the wall time is printed at the end of section 5);
 # quick mode (`NPLIB_SMOKE=1`) under a minute.
 
 # %% [markdown]
