@@ -426,7 +426,11 @@ def describe_accuracy(name: str, r: dict) -> dict | None:
     if mean is None:
         return None
     cfg = r.get("config") if isinstance(r.get("config"), dict) else {}
-    parts = [str(cfg[k]) for k in ("dataset", "variant", "model", "embedding") if k in cfg]
+    model = cfg.get("model")
+    block = model if isinstance(model, str) else (model.get("model") if isinstance(model, dict) else None)
+    variant = cfg.get("variant") or (model.get("variant") if isinstance(model, dict) else None)
+    parts = [str(v) for v in (cfg.get("dataset"), variant, block and f"{block} block", cfg.get("embedding"))
+             if isinstance(v, (str, int)) and v]
     what = " / ".join(parts) if parts else name[:-5]
     if cfg.get("smoke"):
         what += " (quick mode)"
@@ -558,7 +562,12 @@ def _head(key: str, width: int = 13) -> str:
 
 def rows_table(rows: list, max_rows: int = 10, max_values: int = 4) -> str | None:
     """A tabular of a result file's ``rows`` list (label columns, then up to ``max_values`` measurements)."""
-    rows = [r for r in rows if isinstance(r, dict)]
+    flat = []
+    for r in rows:
+        if isinstance(r, dict):  # one level of nesting: {"coverage": {"80": x}} -> coverage_80
+            flat.append({**{k: v for k, v in r.items() if not isinstance(v, dict)},
+                         **{f"{k}_{k2}": v2 for k, v in r.items() if isinstance(v, dict) for k2, v2 in v.items()}})
+    rows = flat
     if not rows:
         return None
     labels = [k for k in ROW_LABELS if any(k in r for r in rows)]
@@ -612,6 +621,18 @@ def result_frames(results: dict[str, dict], prefix: str, title: str, what: str) 
         return "\n".join(out)
     for name, r in files.items():
         table = rows_table(r["rows"]) if isinstance(r.get("rows"), list) else None
+        sets = [x for x in r.get("results", []) if isinstance(x, dict) and isinstance(x.get("rows"), list)] \
+            if isinstance(r.get("results"), list) else []
+        if table is None and sets:  # several row sets (e.g. one per forecast horizon): the first two
+            parts = []
+            for x in sets[:2]:
+                head = ", ".join(f"{k} {x[k]}" for k in ("dataset", "mode", "lookback", "horizon") if k in x)
+                t = rows_table(x["rows"], max_rows=8)
+                if t:
+                    parts.append(rf"\textbf{{{tex_escape(head)}}}\par\smallskip" + "\n" + t)
+            if len(sets) > 2:
+                parts.append(rf"\dots\ {len(sets) - 2} more result sets in the file")
+            table = ("\n" + r"\par\medskip" + "\n").join(parts) if parts else None
         if table is None:
             table = generic_table({name: r}, name, what)
         label = r.get("benchmark") or name[len(prefix):-5]

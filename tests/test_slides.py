@@ -268,6 +268,17 @@ def test_benchmark_frames(mf):
     assert "300.6" in tex and "1851" in tex and "2-core CPU" in tex and "bench\\_memory.json" in tex
 
 
+def test_forecast_frames_with_row_sets(mf):
+    sets = [{"dataset": "ETTh1", "mode": "multivariate", "horizon": h,
+             "rows": [{"model": "DLinear-style", "mse": 0.38239, "mae": 0.4070},
+                      {"model": "NoProp AE", "mse": 0.39743, "mae": 0.4164, "coverage": {"80": 0.742}}]}
+            for h in (96, 192, 336)]
+    tex = mf.result_frames({"forecast_x.json": {"command": "python -m nplib forecast", "results": sets}},
+                           "forecast_", "Forecasts", "test")
+    assert "0.3824" in tex and "0.3974" in tex and "0.7420" in tex and "horizon 192" in tex
+    assert "1 more result sets" in tex and "horizon 336" not in tex
+
+
 def test_results_table_with_real_files(mf):
     """Every accuracy in results/*.json that the deck shows is the file's own number."""
     results = mf.load_results(ROOT / "results")
