@@ -655,7 +655,7 @@ def fig_history(out: Path, results: dict[str, dict]) -> str | None:
             acc = [100 * float(h["test_acc"]) for h in hist]
         except (KeyError, TypeError, ValueError):
             continue
-        ax.plot(ep, acc, "o-", ms=3.5, label=name[:-5].replace("_", r"\_"))
+        ax.plot(ep, acc, "o-", ms=3.5, label=name[:-5])
         drawn += 1
     if drawn:
         ax.set_xlabel("epoch")
