@@ -56,14 +56,17 @@ def test_users_requested_dependencies_are_declared():
 
 def test_every_notebook_has_its_paired_script_and_they_are_in_sync():
     import jupytext
+    from jupytext.config import load_jupytext_config
 
+    config = load_jupytext_config(str(ROOT / "notebooks"))  # [tool.jupytext] of pyproject.toml
+    assert config is not None and config.notebook_metadata_filter == "-all"
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert notebooks, "no notebooks found"
     scripts = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
     assert [p.stem for p in notebooks] == [p.stem for p in scripts]
     for nb_path in notebooks:
         nb = jupytext.read(nb_path)
-        expected = jupytext.writes(nb, fmt="py:percent")
+        expected = jupytext.writes(nb, fmt="py:percent", config=config)
         actual = nb_path.with_suffix(".py").read_text()
         assert actual == expected, f"{nb_path.name} and its .py are out of sync: run `jupytext --sync {nb_path}`"
 
