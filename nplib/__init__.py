@@ -9,8 +9,14 @@ Flat modules, one idea each:
 * :mod:`nplib.models`     - NoProp-DT and the backprop baseline (notebook 04)
 * :mod:`nplib.train`      - fit / evaluate, checkpoints and resume (notebook 04)
 * :mod:`nplib.data`       - datasets as tensors, the data root, quick mode
-* :mod:`nplib.plots`, :mod:`nplib.widgets` - figures and interactive explorers
-* :mod:`nplib.cli`        - ``python -m nplib train|schedule``
+* :mod:`nplib.evaluation` - classify_batch, per-step accuracy, ablations of the chain (notebook 04)
+* :mod:`nplib.continuous` - NoProp-CT (learned schedule) and NoProp-FM (notebook 05)
+* :mod:`nplib.parallel`   - block-parallel training, memory / speed measurements (notebook 06)
+* :mod:`nplib.timeseries` - ETT data, the NoProp forecasting autoencoder, baselines (notebook 07)
+* :mod:`nplib.plots`, :mod:`nplib.widgets` - figures and interactive explorers (notebooks 01-02)
+* :mod:`nplib.notebook`   - the setup cell of every notebook
+* :mod:`nplib.student`    - student copies of the notebooks without the solutions
+* :mod:`nplib.cli`        - ``python -m nplib train|schedule|forecast|student``
 """
 from .blocks import BlockConfig, DenoisingBlock, count_parameters
 from .data import data_root, load_dataset, load_train_test, smoke_mode
