@@ -296,6 +296,9 @@ assert 0.0 <= dt_eval["se"] < 0.05
 # with $\alpha_t = \tanh(w_t)$ learnable, the classifier on $z_T$, cross-entropy, one AdamW over
 # every parameter, back-propagation through all ten blocks. Same block, same optimiser, same
 # number of epochs, same batch size.
+#
+# **Known problem (this run):** the baseline trained below plateaus near 61 % test accuracy and
+# the assertion at the end of the next cell fails; see section 6. It is kept as measured.
 
 # %%
 torch.manual_seed(S.seed)
@@ -357,16 +360,23 @@ plt.show()
 assert abs(abl["NoProp-DT"]["chain"] - dt_eval["noise_free"]) < 1e-9  # the same predictions as section 4
 
 # %% [markdown]
-# How to read it (the numbers are those printed above; the text says what to look for):
+# How to read it (the numbers are those printed above, from this run):
 #
 # * `first_block` is an image classifier trained only by NoProp's denoising loss on nearly pure
-#   noise ($\bar\alpha_0 = 10^{-4}$): the gap between it and `chain` is what the other nine blocks and
-#   the chain add.
+#   noise ($\bar\alpha_0 = 10^{-4}$). In this run it is within about 0.2 point of `chain`: on MNIST
+#   one small CNN block already does almost all the work, and the other nine blocks and the chain
+#   add little. This is the honest answer to spec section 8, bug 4 for our budget.
 # * `last_block_prior` / `last_block_zeros`: the last block was trained with $z_{T-1}$ close to the
-#   clean label ($\bar\alpha_{T-1} \approx 0.97$), so it learned to trust its latent input. Cut from
-#   the chain it falls far below the chain's accuracy: its answer is the chain's answer.
-# * `shuffle`: with each image paired with another image's chain state, the accuracy shows how much
-#   the blocks follow the latent rather than the image.
+#   clean label ($\bar\alpha_{T-1} \approx 0.97$), so it learned to trust its latent input. Fed noise
+#   instead of the chain's state it falls to chance level or close to it: its answer is the chain's.
+# * `shuffle` and `prior`: with another image's chain state, or fresh noise, the blocks follow the
+#   latent rather than the image, and the accuracy collapses. The chain does carry the decision
+#   from block to block; it is the first blocks that make it.
+# * **The backprop baseline failed in this run** (about 61 % test accuracy, flat over the epochs,
+#   and the assertion of section 5 fails). The same blocks trained end to end should reach about
+#   99 %; the plateau points to a problem in the baseline's training (for example saturated block
+#   softmaxes, so that $z_T$ collapses for some classes), not investigated in this session. Its
+#   column in this table and in section 7 is therefore not a fair comparison.
 
 # %% [markdown]
 # ## 7. The paper's numbers beside ours
@@ -436,8 +446,9 @@ print(f"wrote {out.resolve()}")
 #   deterministic function of the image; the stochastic chain is reported as mean $\pm$ s.e.
 # * With a block a twelfth of the paper's size and a CPU budget of a few epochs, the accuracies above
 #   are what this code measured; the paper's 100-epoch GPU configuration was not run here.
-# * The ablation says where the accuracy lives: compare `chain` with `first_block`, and look at how
-#   far the last block falls when it is cut from the chain.
+# * The ablation says where the accuracy lives: in this run block 1 alone is within about 0.2 point
+#   of the whole chain, and the last block cut from the chain falls to near chance.
+# * The backprop baseline of this run did not train properly (about 61 %); fixing it is open work.
 #
 # ## Exercises
 #
