@@ -19,7 +19,7 @@
 #
 # **Prerequisites.** Notebook 01 (the marginal $q(z_t\mid y)$ and the direction of time).
 #
-# **Run time.** A full run took 26 s on a 2-core CPU (2 torch threads), mostly start-up and
+# **Run time.** A full run took 11 s on a 2-core CPU (2 torch threads), mostly start-up and
 # plotting; there is no training here, so quick mode (`NPLIB_SMOKE=1`) runs the same cells with
 # fewer Monte-Carlo samples.
 
@@ -137,6 +137,28 @@ plots.plot_loss_weights(sched_clips, labels=[f"clip {c}" for c in clips]);
 # paper does not say what it used. The lower clip $\bar\alpha_{\min} = 10^{-4}$ only touches $t=0$
 # (where $f(1) = 0$) and keeps SNR(0) positive.
 #
+# The hard clip has a second cost: for larger $T$ several final $f(1-t/T)$ exceed 0.99, get clipped to
+# the same value, and the schedule is no longer strictly increasing (a zero weight), so `make_schedule`
+# refuses it. `clip="rescale"` maps $f$ affinely onto $[\bar\alpha_{\min}, \bar\alpha_{\max}]$ instead:
+
+# %%
+def hard_clip_works(n):
+    try:
+        make_schedule("cosine", n)
+        return True
+    except ValueError:
+        return False
+
+
+max_T = max(n for n in range(2, 41) if hard_clip_works(n))
+assert all(hard_clip_works(n) for n in range(2, max_T + 1)) and not hard_clip_works(max_T + 1)
+rescaled = make_schedule("cosine", 10, clip="rescale")
+print(f"hard clip at 0.99 works for T = 2..{max_T}; T = {max_T + 1} is refused")
+print(f"clip='rescale', T = 10: last weight {float(rescaled.snr_delta[-1]):.2f}, "
+      f"others {float(rescaled.snr_delta[:-1].min()):.4f} .. {float(rescaled.snr_delta[:-1].max()):.2f}; "
+      f"T = 30 works: {make_schedule('cosine', 30, clip='rescale').T == 30}")
+
+# %% [markdown]
 # ## 4. The posterior coefficients $a_t, b_t, c_t$
 #
 # Each step of the model is $z_t = a_t\hat u_t + b_t z_{t-1} + \sqrt{c_t}\,\epsilon$ (notebook 01,
@@ -167,71 +189,50 @@ print("a_t, b_t, c_t map q(z_{t-1}|y) onto q(z_t|y) in mean and variance, for bo
 #
 # where $\tilde\gamma$ is a small network with positive weights, hence increasing in $t$. Then
 # $\gamma$ decreases from $\gamma_1$ to $\gamma_0$ and the SNR increases, whatever the network learns.
-# The per-time loss weight is SNR$'(t)$, by autograd. The course package's own version lives in
-# `nplib.continuous` (notebook 05); here a minimal one, at initialisation, with the public choice
-# $\gamma_0 = -7$, $\gamma_1 = 7$ (the paper leaves these open).
+# The per-time loss weight is SNR$'(t)$, by autograd. `nplib.continuous.LearnedSchedule` implements it
+# (notebook 05 trains it); here we only look at it at initialisation, for two choices of the end
+# points the paper leaves open: nplib's defaults (printed below; notebook 05 explains them) and the
+# public choice $\gamma_0=-7, \gamma_1=7$.
 
 # %%
-class MonotoneGamma(torch.nn.Module):
-    """gamma(t) = g0 + (g1 - g0)(1 - gbar(t)); gbar from a network with positive weights (a preview)."""
+from nplib.continuous import LearnedSchedule
 
-    def __init__(self, g0=-7.0, g1=7.0, width=16):
-        super().__init__()
-        self.g0, self.g1 = g0, g1
-        self.w1 = torch.nn.Parameter(torch.randn(width, 1))
-        self.b1 = torch.nn.Parameter(torch.randn(width))
-        self.w2 = torch.nn.Parameter(torch.randn(1, width))
-        self.w_lin = torch.nn.Parameter(torch.zeros(1))
-
-    def gt(self, t):
-        pos = torch.nn.functional.softplus   # positive weights -> gt increasing in t
-        h = torch.sigmoid(t[:, None] @ pos(self.w1).T + self.b1)
-        return (h @ pos(self.w2).T).squeeze(1) + pos(self.w_lin) * t
-
-    def forward(self, t):
-        ends = self.gt(torch.tensor([0.0, 1.0]))
-        # gbar(t) = (gt(t) - gt(0)) / (gt(1) - gt(0))
-        gbar = (self.gt(t) - ends[0]) / (ends[1] - ends[0])
-        # gamma(t) = g0 + (g1 - g0)(1 - gbar(t))
-        return self.g0 + (self.g1 - self.g0) * (1 - gbar)
-
-
-torch.manual_seed(0)
-gamma = MonotoneGamma()
-t = torch.linspace(0, 1, 401, requires_grad=True)
-g = gamma(t)
-snr = torch.exp(-g)                                   # SNR(t) = exp(-gamma(t))
-alpha_bar_ct = torch.sigmoid(-g)                      # alpha_bar(t) = sigmoid(-gamma(t))
-(snr_prime,) = torch.autograd.grad(snr.sum(), t)      # SNR'(t), the CT loss weight
-t, snr, alpha_bar_ct, snr_prime = (v.detach() for v in (t, snr, alpha_bar_ct, snr_prime))
-
-assert (alpha_bar_ct[1:] > alpha_bar_ct[:-1]).all() and (snr_prime > 0).all()
-# the weights telescope here too: int_0^1 SNR'(t) dt = SNR(1) - SNR(0)
-integral = torch.trapezoid(snr_prime, t)
-print(f"alpha_bar(0) = {alpha_bar_ct[0]:.2e}, alpha_bar(1) = {alpha_bar_ct[-1]:.5f}; "
-      f"int SNR' dt = {integral:.1f} vs SNR(1) - SNR(0) = {snr[-1] - snr[0]:.1f}")
-assert abs(integral - (snr[-1] - snr[0])) < 0.01 * (snr[-1] - snr[0])
-
+t = torch.linspace(0, 1, 401, dtype=torch.float64)
 fig, axs = plt.subplots(1, 3, figsize=(12, 3.3))
-axs[0].plot(t, alpha_bar_ct, label="CT at init")
-axs[0].plot(torch.arange(T + 1) / T, cosine.alpha_bar, "o", label="DT cosine, t/T")
-axs[0].set_title(r"$\bar\alpha(t)$")
-axs[1].semilogy(t, snr, label="CT at init")
-axs[1].semilogy(torch.arange(T + 1) / T, cosine.snr, "o", label="DT cosine")
-axs[1].set_title("SNR(t)")
-axs[2].semilogy(t, snr_prime)
-axs[2].set_title("SNR'(t): the CT loss weight")
-for ax in axs:
+totals = {}
+for ct in (LearnedSchedule(), LearnedSchedule(g0=-7.0, g1=7.0)):
+    name = f"CT, g0 = {ct.g0_init:g}, g1 = {ct.g1_init:g}"
+    with torch.no_grad():
+        alpha_bar_ct = ct.alpha_bar(t)                  # alpha_bar(t) = sigmoid(-gamma(t))
+        snr = ct.snr(t)                                 # SNR(t) = exp(-gamma(t))
+    _, snr_prime = ct.snr_derivative(t, create_graph=False)   # SNR'(t), the CT loss weight, by autograd
+    snr_prime = snr_prime.detach()
+    assert (alpha_bar_ct[1:] > alpha_bar_ct[:-1]).all() and (snr_prime > 0).all()
+    # the weights telescope here too: int_0^1 SNR'(t) dt = SNR(1) - SNR(0)
+    integral = torch.trapezoid(snr_prime, t)
+    assert abs(integral - (snr[-1] - snr[0])) < 0.01 * (snr[-1] - snr[0])
+    totals[ct.g0_init] = float(snr[-1] - snr[0])
+    print(f"{name}: alpha_bar(0) = {alpha_bar_ct[0]:.2e}, alpha_bar(1) = {alpha_bar_ct[-1]:.4f}; "
+          f"int SNR' dt = {integral:.1f} vs SNR(1) - SNR(0) = {snr[-1] - snr[0]:.1f}")
+    axs[0].plot(t, alpha_bar_ct, label=name)
+    axs[1].semilogy(t, snr, label=name)
+    axs[2].semilogy(t, snr_prime, label=name)
+axs[0].plot(torch.arange(T + 1) / T, cosine.alpha_bar, "o", label="DT cosine at t/T")
+axs[1].semilogy(torch.arange(T + 1) / T, cosine.snr, "o", label="DT cosine at t/T")
+for ax, title in zip(axs, [r"$\bar\alpha(t)$", "SNR(t)", "SNR'(t): the CT loss weight"]):
+    ax.set_title(title)
     ax.set_xlabel("t (0 = noise, 1 = label)")
     ax.grid(alpha=0.3)
 axs[0].legend(fontsize=7)
-fig.tight_layout();
+fig.tight_layout()
+print(f"total weight SNR(1) - SNR(0): {totals[-7.0] / totals[LearnedSchedule().g0_init]:.0f} times larger with g0 = -7");
 
 # %% [markdown]
-# The continuous weight SNR$'(t)$ spans several orders of magnitude too, and with
-# $\gamma_0 = -7$ the end point $\bar\alpha(1) = \mathrm{sigmoid}(7) \approx 0.9991$ plays the role of the
-# DT clip. Because $\gamma_0, \gamma_1$ are fixed and only the shape in between is learned, the total
-# weight SNR$(1)-$SNR$(0)$ is fixed as well.
+# The continuous weight SNR$'(t)$ spans orders of magnitude too, and the end point
+# $\bar\alpha(1) = \mathrm{sigmoid}(-\gamma_0)$ plays the role of the DT clip (printed above for both
+# choices): moving $\gamma_0$ from nplib's default to $-7$ multiplies the total weight SNR$(1)-$SNR$(0)$ by the
+# factor printed under the plot. In nplib the end points are learned too (with $\gamma_0<\gamma_1$
+# kept by construction).
 #
 # ## 6. Every schedule trap of spec section 8, as an assert
 #
@@ -295,6 +296,7 @@ assert bound[0.05] < 0.2 and bound[0.5] < 0.5 and bound[0.99] > 0.999
 # The explorer redraws the four schedule panels; its title gives the last block's weight and its
 # share of the total. It only calls `nplib.plots.plot_schedule_explorer(kind, T, alpha_bar_max)`,
 # which you can also call directly (a static copy of this notebook shows only the default view).
+# A setting the schedule refuses (for example cosine, $T > 17$, clip 0.99) prints the reason instead.
 
 # %%
 widgets.schedule_explorer(kind="cosine", T=10, alpha_bar_max=0.99);
