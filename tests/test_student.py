@@ -33,7 +33,7 @@ def test_student_notebook_removes_solutions_and_outputs():
     assert not any("solution" in c.metadata.get("tags", []) for c in out.cells)
     assert [c.source for c in out.cells if "raises-exception" in c.metadata.get("tags", [])] == ["raise NotImplementedError"]
     assert all(c.outputs == [] and c.execution_count is None for c in out.cells if c.cell_type == "code")
-    assert "42" not in nbformat.writes(out)
+    assert "answer = 42" not in nbformat.writes(out)  # (a bare "42" may occur in random cell ids)
     assert len(nb.cells) == 6, "the input notebook is not modified"
     nbformat.validate(out)
 
