@@ -35,7 +35,7 @@ Choices the paper leaves open (documented here and shown in notebook 02):
   block's loss by a factor of 40; notebook 02 plots the effect. ``alpha_bar_min = 1e-4`` only
   touches ``t = 0`` (where ``f(1) = 0``) for ``T <= 100``.
   This hard clip (``clip="hard"``, the default) flattens the top of the curve once ``T`` is large:
-  for ``T >= 20`` both ``t = T - 1`` and ``t = T`` clip to 0.99, the schedule is no longer strictly
+  for ``T >= 18`` at least two of the final alpha_bar values clip to 0.99, the schedule is no longer strictly
   increasing and :class:`DTSchedule` refuses it with a ValueError. ``clip="rescale"`` maps ``f``
   affinely onto ``[alpha_bar_min, alpha_bar_max]`` instead, strictly increasing for every ``T``
   (at T = 10 the last weight is then 73 instead of 64).
