@@ -90,6 +90,7 @@ from torch import nn
 
 from .blocks import BlockConfig, conv_path
 from .embeddings import LabelEmbedding
+from .models import EmbeddingModelMixin
 
 __all__ = ["LearnedSchedule", "ContinuousNet", "NoPropCT", "NoPropFM", "build", "sinusoidal_embedding",
            "stratified_times", "ct_step_coefficients", "fm_target", "fm_path", "euler_integrate"]
@@ -372,7 +373,7 @@ def euler_integrate(field, z_0: torch.Tensor, steps: int, return_trajectory: boo
 
 
 # ---------------------------------------------------------------------------------------------- models
-class _ContinuousModel(nn.Module):
+class _ContinuousModel(EmbeddingModelMixin, nn.Module):
     """Shared parts of NoProp-CT and NoProp-FM: embedding, network, optimiser, predict/config."""
 
     variant = ""
@@ -395,19 +396,6 @@ class _ContinuousModel(nn.Module):
         self.net = ContinuousNet(self.image_shape, embedding.dim, num_classes, self.block_config,
                                  embedding.image_shape)
         self.inference_steps = inference_steps
-
-    @property
-    def W_embed(self) -> torch.Tensor:
-        return self.embedding.W_embed
-
-    @property
-    def d(self) -> int:
-        return self.embedding.dim
-
-    def _check_x(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
-                             f"got {tuple(x.shape)}")
 
     def _steps(self, steps) -> int:
         return self.inference_steps if steps is None else _check_int("steps", steps)

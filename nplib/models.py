@@ -41,7 +41,7 @@ from .diffusion import kl_prior, posterior_step, q_sample
 from .embeddings import LabelEmbedding
 from .schedules import DTSchedule, make_schedule
 
-__all__ = ["NoPropDT", "BackpropBaseline", "build_embedding"]
+__all__ = ["NoPropDT", "BackpropBaseline", "build_embedding", "EmbeddingModelMixin"]
 
 
 def build_embedding(kind: str, num_classes: int, dim: int | None = None,
@@ -54,7 +54,27 @@ def _as_block_config(block) -> BlockConfig:
     return block if isinstance(block, BlockConfig) else BlockConfig.named(block)
 
 
-class _BlockStack(nn.Module):
+class EmbeddingModelMixin:
+    """What every model of the course shares: ``W_embed``, ``d`` and the input-shape check.
+
+    Needs ``self.embedding`` (a :class:`LabelEmbedding`) and ``self.image_shape``.
+    """
+
+    @property
+    def W_embed(self) -> torch.Tensor:
+        return self.embedding.W_embed
+
+    @property
+    def d(self) -> int:
+        return self.embedding.dim
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
+                             f"got {tuple(x.shape)}")
+
+
+class _BlockStack(EmbeddingModelMixin, nn.Module):
     """Shared construction of T blocks, W_embed and the classifier on z_T."""
 
     def __init__(self, image_shape, num_classes: int, T: int, block, embedding: LabelEmbedding | str,
@@ -81,14 +101,6 @@ class _BlockStack(nn.Module):
         # p(y | z_T) = softmax(Linear_{d->m}(z_T))
         self.classifier = nn.Linear(d, num_classes)
 
-    @property
-    def W_embed(self) -> torch.Tensor:
-        return self.embedding.W_embed
-
-    @property
-    def d(self) -> int:
-        return self.embedding.dim
-
     def u_hat(self, t: int, x: torch.Tensor, z_prev: torch.Tensor):
         """Block t's prediction of the clean embedding, and its logits.
 
@@ -111,10 +123,6 @@ class _BlockStack(nn.Module):
             return torch.randn(batch, self.d, generator=generator, device=device)
         return torch.zeros(batch, self.d, device=device)
 
-    def _check_x(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"expected images of shape (batch, {', '.join(map(str, self.image_shape))}), "
-                             f"got {tuple(x.shape)}")
 
 
 class NoPropDT(_BlockStack):
