@@ -290,17 +290,37 @@ class BackpropBaseline(_BlockStack):
 
         z_0 ~ N(0, I);   z_t = (1 - alpha_t) z_{t-1} + alpha_t u_hat_t(z_{t-1}, x),   alpha_t = tanh(w_t)
 
-    then the classifier on z_T and cross-entropy; one AdamW over every parameter. OPEN: the
-    initial ``w_t``; we use ``w_t = 0.5`` (alpha_t = 0.46), so each step moves z about half way
-    to the block's prediction. ``noise=False`` at inference starts from ``z_0 = 0``.
+    then the classifier on z_T and cross-entropy; one AdamW over every parameter. ``noise=False``
+    at inference starts from ``z_0 = 0``. Two choices the paper leaves OPEN:
+
+    * the initial ``w_t``: ``w_init = 0.5`` (alpha_t = 0.46), so each step moves z about half way
+      to the block's prediction;
+    * the classifier's initialisation. With PyTorch's default (weights of size about 1/sqrt(d))
+      the logits on z_T, a convex combination of class embeddings, span a tiny range, learning is
+      slow and the block softmaxes can settle with two classes on one coordinate of z_T, which no
+      linear classifier can undo (measured in notebooks/04_noprop_dt_mnist, section 5: 61 % after
+      5 epochs on MNIST). We start the classifier as a scaled nearest-embedding read-out,
+      ``logits = classifier_scale * z @ W_embed^T / ||u_k||^2`` (zero bias), which ties coordinate
+      k of z_T to class k from the first step; ``classifier_scale=None`` keeps PyTorch's default.
+      With the default scale 5 a z_T equal to u_y gives p(y | z_T) of about 0.94 (one-hot).
     """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10, T: int = 10, block="small",
                  embedding: LabelEmbedding | str = "onehot", embed_dim: int | None = None,
-                 prototypes: torch.Tensor | None = None, w_init: float = 0.5):
+                 prototypes: torch.Tensor | None = None, w_init: float = 0.5,
+                 classifier_scale: float | None = 5.0):
         super().__init__(image_shape, num_classes, T, block, embedding, embed_dim, prototypes)
         self.w_init = float(w_init)
         self.w = nn.Parameter(torch.full((T,), self.w_init))
+        self.classifier_scale = None if classifier_scale is None else float(classifier_scale)
+        if self.classifier_scale is not None:
+            if not self.classifier_scale > 0:
+                raise ValueError(f"classifier_scale must be positive or None, got {classifier_scale}")
+            with torch.no_grad():
+                W = self.W_embed.detach()
+                # logits_k = scale * <z, u_k> / ||u_k||^2     (coordinate k of z_T read as class k)
+                self.classifier.weight.copy_(self.classifier_scale * W / W.pow(2).sum(dim=1, keepdim=True))
+                self.classifier.bias.zero_()
 
     def forward(self, x: torch.Tensor, noise: bool = True, generator: torch.Generator | None = None,
                 return_trajectory: bool = False):
@@ -340,4 +360,5 @@ class BackpropBaseline(_BlockStack):
     def config(self) -> dict:
         return {"variant": "backprop", "T": self.T, "embedding": self.embedding.kind, "embed_dim": self.d,
                 "block": vars(self.block_config), "image_shape": list(self.image_shape),
-                "num_classes": self.num_classes, "w_init": self.w_init}
+                "num_classes": self.num_classes, "w_init": self.w_init,
+                "classifier_scale": self.classifier_scale}

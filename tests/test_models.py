@@ -1,4 +1,6 @@
 """Blocks, embeddings, NoProp-DT and the backprop baseline: structure and the traps of spec section 8."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -246,3 +248,31 @@ def test_backprop_baseline_trains_end_to_end():
     alpha = torch.tanh(m.w.detach())
     u_hat, _ = m.u_hat(1, x, traj["z"][0])
     assert torch.allclose(traj["z"][1], (1 - alpha[0]) * traj["z"][0] + alpha[0] * u_hat, atol=1e-6)
+
+
+@pytest.mark.parametrize("embedding,dim", [("onehot", None), ("learned", 20)])
+def test_backprop_baseline_classifier_starts_as_embedding_readout(embedding, dim):
+    """The OPEN classifier initialisation: z_T = u_k is read as class k from the first step."""
+    torch.manual_seed(0)
+    m = BackpropBaseline((1, 28, 28), 10, T=2, block="small", embedding=embedding, embed_dim=dim)
+    W = m.W_embed.detach()
+    logits = m.classifier(W)                      # one row per class embedding u_k
+    assert torch.equal(logits.argmax(dim=1), torch.arange(10))
+    # logits_k(u_k) = scale * <u_k, u_k> / ||u_k||^2 = scale
+    assert torch.allclose(logits.diagonal(), torch.full((10,), 5.0), atol=1e-5)
+    assert torch.count_nonzero(m.classifier.bias) == 0
+    if embedding == "onehot":
+        # p(y | z_T = u_y) = e^5 / (e^5 + 9) for every class
+        p = torch.softmax(logits, dim=1).diagonal()
+        assert torch.allclose(p, torch.full((10,), math.exp(5) / (math.exp(5) + 9)), atol=1e-6)
+    assert m.config()["classifier_scale"] == 5.0
+
+
+def test_backprop_baseline_default_classifier_init_and_bad_scale():
+    torch.manual_seed(0)
+    m = BackpropBaseline((1, 28, 28), 10, T=2, block="small", classifier_scale=None)
+    # PyTorch's default: uniform in +-1/sqrt(d), not a scaled identity
+    assert m.classifier.weight.abs().max() <= 1 / math.sqrt(10) + 1e-6
+    assert m.config()["classifier_scale"] is None
+    with pytest.raises(ValueError, match="classifier_scale"):
+        BackpropBaseline((1, 28, 28), 10, T=2, block="small", classifier_scale=0.0)
