@@ -445,12 +445,42 @@ def describe_accuracy(name: str, r: dict) -> dict | None:
             "runs": n_runs, "minutes": None if secs is None else secs / 60, "device": dev}
 
 
+#: Sub-results of a notebook's result file (notebook 04 trains both models): key -> variant.
+NOTEBOOK_RUNS = {"noprop_dt": "dt", "backprop": "backprop"}
+
+
+def notebook_runs(name: str, r: dict) -> list[tuple[str, dict]]:
+    """A notebook result holding several trained models (``noprop_dt``, ``backprop``), one per row.
+
+    Each becomes a result of the command line's shape, so ``describe_accuracy`` reads it; quick-mode
+    files give none.
+    """
+    if r.get("mode") != "full" or not isinstance(r.get("config"), dict):
+        return []
+    cfg = r["config"]
+    out = []
+    for key, variant in NOTEBOOK_RUNS.items():
+        sub = r.get(key)
+        if not isinstance(sub, dict) or "test_accuracy" not in sub:
+            continue
+        out.append((f"{name} ({key})", {
+            "config": {"dataset": cfg.get("dataset"), "variant": variant, "model": cfg.get("block_name"),
+                       "embedding": (cfg.get("dt_model") or {}).get("embedding"), "epochs": cfg.get("epochs")},
+            "hardware": r.get("hardware"), "test_accuracy": sub["test_accuracy"],
+            "wall_seconds": sub.get("train_seconds")}))
+    return out
+
+
 def results_table(results: dict[str, dict]) -> tuple[str, list[str]]:
     """Our measured accuracies (one row per result file), expected-but-missing files flagged."""
     rows, others = [], []
     for name, r in results.items():
         if not isinstance(r, dict):
             others.append(name)
+            continue
+        subs = notebook_runs(name, r)
+        if subs:
+            rows += [describe_accuracy(n, sub) for n, sub in subs]
             continue
         d = describe_accuracy(name, r)
         if d is None:

@@ -256,6 +256,22 @@ def test_results_table_reads_json_and_says_not_measured(mf):
     assert "not measured yet" in mf.generic_table({}, "forecast_", "test")
 
 
+
+def test_results_table_splits_a_notebook_result_into_its_models(mf):
+    """results/nb04_mnist.json holds NoProp-DT and the backprop baseline: two rows, quick mode none."""
+    sub = lambda m, nf, s: {"history": [], "train_seconds": s,
+                            "test_accuracy": {"mean": m, "se": 0.0002, "runs": [m] * 5, "noise_free": nf}}
+    nb = {"mode": "full", "hardware": {"cpu_count": 2},
+          "config": {"dataset": "mnist", "epochs": 16, "block_name": "small", "dt_model": {"embedding": "onehot"}},
+          "noprop_dt": sub(0.9901, 0.9936, 1551.7), "backprop": sub(0.9921, 0.9922, 1323.1)}
+    table, others = mf.results_table({"nb04_mnist.json": nb})
+    assert not others
+    assert "mnist / dt / small block / onehot" in table and "mnist / backprop / small block / onehot" in table
+    assert "99.01" in table and "99.36" in table and "25.9 min" in table
+    assert "99.21" in table and "22.1 min" in table and table.count("& 16 &") == 2
+    table, others = mf.results_table({"nb04_mnist.json": {**nb, "mode": "quick"}})
+    assert others == ["nb04_mnist.json"]
+
 def test_benchmark_frames(mf):
     """results/bench_*.json become one frame each, with the file's own rows; none gives 'not measured yet'."""
     assert "not measured yet" in mf.result_frames({}, "bench_", "Measured", "test")
