@@ -560,7 +560,10 @@ for path in sorted((REPO / "results").glob("*.json")) if (REPO / "results").is_d
             continue
         fin = rep["final_test_accuracy"]
         steps = cfg["model"].get("inference_steps")
-        rows.append((cfg["variant"], f"{path.name}", f"{cfg['model'].get('model', cfg.get('model'))}, "
+        # the block size: "block_name" (newer reports), the CT/FM model's "model", else its channels
+        size = (cfg.get("block_name") or cfg["model"].get("model")
+                or f"block {tuple(cfg['model'].get('block', {}).get('channels', ()))}")
+        rows.append((cfg["variant"], f"{path.name}", f"{size}, "
                      f"{cfg['epochs_run']} ep." + (f", {steps} steps" if steps else ""),
                      fin["mean"], fin["se"], fin["noise_free"]))
     elif path.name == "nb04_mnist.json" and rep.get("mode") == "full":

@@ -100,8 +100,10 @@ def _cmd_train(args) -> int:
     print(f"wall time {train_seconds / 60:.1f} min (training and per-epoch evaluation)")
     result = {
         "command": " ".join(["python -m nplib"] + sys.argv[1:]),
+        # "model" holds the model's own config; the --model choice (the block size) is "block_name"
         "config": {**vars(args), "epochs_run": len(history), "smoke": smoke, "train_size": len(train),
-                   "test_size": len(test), "parameters": n_params, "model": model.config()},
+                   "test_size": len(test), "parameters": n_params, "block_name": args.model,
+                   "model": model.config()},
         "hardware": hardware_info(),
         "history": history,
         "final_test_accuracy": final,

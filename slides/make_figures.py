@@ -59,6 +59,7 @@ CLIPS = (0.99, 0.999, 0.9999)
 #: Results the course's runs write; the table says "not measured yet" for a missing one.
 EXPECTED_RESULTS = {
     "mnist_dt_small_5ep.json": "NoProp-DT, small block, one-hot, MNIST, 5 epochs",
+    "mnist_dt_small_16ep.json": "NoProp-DT, small block, one-hot, MNIST, up to 16 epochs in a 28-minute guard (the README's main job)",
 }
 
 
@@ -428,6 +429,7 @@ def describe_accuracy(name: str, r: dict) -> dict | None:
     cfg = r.get("config") if isinstance(r.get("config"), dict) else {}
     model = cfg.get("model")
     block = model if isinstance(model, str) else (model.get("model") if isinstance(model, dict) else None)
+    block = block or cfg.get("block_name")      # the command line's --model, kept beside the model's config
     variant = cfg.get("variant") or (model.get("variant") if isinstance(model, dict) else None)
     parts = [str(v) for v in (cfg.get("dataset"), variant, block and f"{block} block", cfg.get("embedding"))
              if isinstance(v, (str, int)) and v]

@@ -41,6 +41,8 @@ def test_train_quick_mode_writes_the_report(tmp_path):
     assert "epoch" in r.stdout and "test_acc" in r.stdout and "noise-free" in r.stdout
     rep = json.loads(out.read_text())
     assert rep["config"]["smoke"] is True and rep["config"]["epochs_run"] == 1
+    # the block size survives next to the model's own config
+    assert rep["config"]["block_name"] == "small" and rep["config"]["model"]["variant"] == "dt"
     assert set(rep["final_test_accuracy"]) >= {"mean", "se", "runs", "noise_free"}
     assert len(rep["final_test_accuracy"]["runs"]) == 2
     assert rep["history"][0]["epoch"] == 1 and "seconds" in rep["history"][0]
