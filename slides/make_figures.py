@@ -469,7 +469,9 @@ def notebook_runs(name: str, r: dict) -> list[tuple[str, dict]]:
             "config": {"dataset": cfg.get("dataset"), "variant": variant, "model": cfg.get("block_name"),
                        "embedding": (cfg.get("dt_model") or {}).get("embedding"), "epochs": cfg.get("epochs")},
             "hardware": r.get("hardware"), "test_accuracy": sub["test_accuracy"],
-            "wall_seconds": sub.get("train_seconds")}))
+            # training plus per-epoch evaluation, as the command line's wall_seconds
+            "wall_seconds": (sub.get("train_seconds") or 0.0)
+            + sum(h.get("eval_seconds", 0.0) for h in sub.get("history") or [] if isinstance(h, dict))}))
     return out
 
 
