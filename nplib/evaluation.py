@@ -376,10 +376,10 @@ def plot_confusion_matrix(cm: np.ndarray, classes: Iterable[str] | None = None, 
 def _show_image(ax, img: torch.Tensor):
     img = img.detach().cpu().float()
     if img.shape[0] == 1:
-        ax.imshow(img[0], cmap="gray")
+        ax.imshow(img[0].numpy(), cmap="gray")
     else:
         img = (img - img.min()) / (img.max() - img.min() + 1e-8)
-        ax.imshow(img.permute(1, 2, 0))
+        ax.imshow(img.permute(1, 2, 0).numpy())
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -432,7 +432,7 @@ def plot_chain(trajectory: dict, x: torch.Tensor, n: int = 6, labels: torch.Tens
         _show_image(axes[0, i], x[i])
         if labels is not None:
             axes[0, i].set_title(f"label {int(labels[i])}", fontsize=8)
-        im = axes[1, i].imshow(Z[:, i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto",
+        im = axes[1, i].imshow(Z[:, i].numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto",
                                extent=(-0.5, Z.shape[2] - 0.5, Z.shape[0] - 0.5 + t0, t0 - 0.5))
         axes[1, i].set_xlabel("dimension of z")
         if Z.shape[2] <= 10:
