@@ -60,7 +60,7 @@ from nplib.data import load_train_test
 from nplib.notebook import setup
 from nplib.schedules import DTSchedule, make_schedule
 from nplib.train import (HISTORY_HEADER, accuracy, evaluate_runs, fit, format_history_row, hardware_info,
-                         load_checkpoint)
+                         load_checkpoint, trained_models)
 
 S = setup(seed=0)          # prints device, hardware, data root, full/quick mode
 SMOKE = S.smoke            # quick mode: tiny data, 1 epoch
@@ -552,26 +552,14 @@ for path in sorted((REPO / "results").glob("*.json")) if (REPO / "results").is_d
         rep = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         continue
-    if not isinstance(rep, dict) or not isinstance(rep.get("config"), dict):
-        continue
-    if "final_test_accuracy" in rep and isinstance(rep["config"].get("model"), dict):   # python -m nplib train
-        cfg = rep["config"]
-        if cfg.get("dataset") != "mnist" or cfg.get("embedding", "onehot") != "onehot" or cfg.get("smoke"):
+    for rec in trained_models(rep):   # a python -m nplib train report, or notebook 04's two models
+        if rec["dataset"] != "mnist" or (rec["embedding"] or "onehot") != "onehot" or rec["smoke"]:
             continue
-        fin = rep["final_test_accuracy"]
-        steps = cfg["model"].get("inference_steps")
-        # the block size: "block_name" (newer reports), the CT/FM model's "model", else its channels
-        size = (cfg.get("block_name") or cfg["model"].get("model")
-                or f"block {tuple(cfg['model'].get('block', {}).get('channels', ()))}")
-        rows.append((cfg["variant"], f"{path.name}", f"{size}, "
-                     f"{cfg['epochs_run']} ep." + (f", {steps} steps" if steps else ""),
-                     fin["mean"], fin["se"], fin["noise_free"]))
-    elif path.name == "nb04_mnist.json" and rep.get("mode") == "full":
-        for key, variant in (("noprop_dt", "dt"), ("backprop", "backprop")):
-            if key in rep and "test_accuracy" in rep[key]:
-                acc = rep[key]["test_accuracy"]
-                rows.append((variant, path.name, f"{rep['config'].get('block_name')}, "
-                             f"{rep['config'].get('epochs')} ep.", acc["mean"], acc["se"], acc["noise_free"]))
+        # older command-line reports did not keep the block size's name: show its channels
+        size = rec["block"] or f"block {tuple(rec['model_config'].get('block', {}).get('channels', ()))}"
+        acc = rec["test_accuracy"]
+        rows.append((rec["variant"], path.name, f"{size}, {rec['epochs']} ep."
+                     + (f", {rec['steps']} steps" if rec["steps"] else ""), acc["mean"], acc["se"], acc["noise_free"]))
 for variant in ("ct", "fm"):
     rows.append((variant, "this notebook", f"{MODEL}, {len(ct_history if variant == 'ct' else fm_history)} ep., "
                  f"{PAPER_STEPS} steps", final[variant]["mean"], final[variant]["se"], final[variant]["noise_free"]))

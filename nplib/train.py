@@ -32,7 +32,7 @@ import torch
 from .data import TensorData, TensorLoader
 
 __all__ = ["set_seed", "accuracy", "evaluate", "evaluate_runs", "fit", "save_checkpoint",
-           "load_checkpoint", "hardware_info", "format_history_row", "HISTORY_HEADER"]
+           "load_checkpoint", "hardware_info", "format_history_row", "HISTORY_HEADER", "trained_models"]
 
 HISTORY_HEADER = f"{'epoch':>5} {'loss':>9} {'train_acc':>9} {'test_acc':>9} {'seconds':>8}"
 
@@ -48,6 +48,51 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def trained_models(report: dict) -> list[dict]:
+    """The trained models a result file of ``results/`` reports, one record each (empty if none).
+
+    Read by notebooks/05_continuous_time_and_flow_matching, section 6, and by the slides' results
+    table. Two kinds of file hold trained models:
+
+    * a report of ``python -m nplib train`` (``config.model`` is the model's config): one model;
+    * notebook 04's full-mode ``nb04_mnist.json``: NoProp-DT (``noprop_dt``) and the backprop
+      baseline (``backprop``).
+
+    Each record has ``key`` (None, or the key of the model in a notebook's file), ``dataset``,
+    ``variant``, ``block`` (the block size's name, None when the report does not say),
+    ``model_config``, ``embedding``, ``epochs`` (run), ``steps`` (inference steps, CT/FM only),
+    ``smoke``, ``test_accuracy`` (as :func:`evaluate_runs` returns it), ``seconds`` (training plus
+    per-epoch evaluation) and ``hardware``.
+    """
+    if not isinstance(report, dict) or not isinstance(report.get("config"), dict):
+        return []
+    cfg = report["config"]
+    if "final_test_accuracy" in report and isinstance(cfg.get("model"), dict):   # python -m nplib train
+        m = cfg["model"]
+        # the --model choice is "block_name" (older reports lost it; CT/FM keep it in the model's config)
+        return [{"key": None, "dataset": cfg.get("dataset"), "variant": cfg.get("variant"),
+                 "block": cfg.get("block_name") or m.get("model"), "model_config": m,
+                 "embedding": cfg.get("embedding"), "epochs": cfg.get("epochs_run"),
+                 "steps": m.get("inference_steps"), "smoke": bool(cfg.get("smoke")),
+                 "test_accuracy": report["final_test_accuracy"], "seconds": report.get("wall_seconds"),
+                 "hardware": report.get("hardware")}]
+    if report.get("mode") != "full":                                              # notebook 04, full mode
+        return []
+    out = []
+    for key, variant in (("noprop_dt", "dt"), ("backprop", "backprop")):
+        sub = report.get(key)
+        if not isinstance(sub, dict) or "test_accuracy" not in sub:
+            continue
+        history = [h for h in sub.get("history") or [] if isinstance(h, dict)]
+        out.append({"key": key, "dataset": cfg.get("dataset"), "variant": variant, "block": cfg.get("block_name"),
+                    "model_config": sub.get("model") or cfg.get("dt_model"),
+                    "embedding": (cfg.get("dt_model") or {}).get("embedding"), "epochs": cfg.get("epochs"),
+                    "steps": None, "smoke": False, "test_accuracy": sub["test_accuracy"],
+                    "seconds": (sub.get("train_seconds") or 0.0) + sum(h.get("eval_seconds", 0.0) for h in history),
+                    "hardware": report.get("hardware")})
+    return out
 
 
 def hardware_info() -> dict:

@@ -40,6 +40,7 @@ import nplib  # noqa: E402
 from nplib.blocks import BlockConfig, DenoisingBlock, count_parameters  # noqa: E402
 from nplib.diffusion import kl_prior, posterior_step, q_sample  # noqa: E402
 from nplib.schedules import make_schedule  # noqa: E402
+from nplib.train import trained_models  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # fontTools warns about the old timestamps of the Computer Modern fonts it embeds; harmless.
@@ -429,7 +430,6 @@ def describe_accuracy(name: str, r: dict) -> dict | None:
     cfg = r.get("config") if isinstance(r.get("config"), dict) else {}
     model = cfg.get("model")
     block = model if isinstance(model, str) else (model.get("model") if isinstance(model, dict) else None)
-    block = block or cfg.get("block_name")      # the command line's --model, kept beside the model's config
     variant = cfg.get("variant") or (model.get("variant") if isinstance(model, dict) else None)
     parts = [str(v) for v in (cfg.get("dataset"), variant, block and f"{block} block", cfg.get("embedding"))
              if isinstance(v, (str, int)) and v]
@@ -447,32 +447,13 @@ def describe_accuracy(name: str, r: dict) -> dict | None:
             "runs": n_runs, "minutes": None if secs is None else secs / 60, "device": dev}
 
 
-#: Sub-results of a notebook's result file (notebook 04 trains both models): key -> variant.
-NOTEBOOK_RUNS = {"noprop_dt": "dt", "backprop": "backprop"}
-
-
-def notebook_runs(name: str, r: dict) -> list[tuple[str, dict]]:
-    """A notebook result holding several trained models (``noprop_dt``, ``backprop``), one per row.
-
-    Each becomes a result of the command line's shape, so ``describe_accuracy`` reads it; quick-mode
-    files give none.
-    """
-    if r.get("mode") != "full" or not isinstance(r.get("config"), dict):
-        return []
-    cfg = r["config"]
-    out = []
-    for key, variant in NOTEBOOK_RUNS.items():
-        sub = r.get(key)
-        if not isinstance(sub, dict) or "test_accuracy" not in sub:
-            continue
-        out.append((f"{name} ({key})", {
-            "config": {"dataset": cfg.get("dataset"), "variant": variant, "model": cfg.get("block_name"),
-                       "embedding": (cfg.get("dt_model") or {}).get("embedding"), "epochs": cfg.get("epochs")},
-            "hardware": r.get("hardware"), "test_accuracy": sub["test_accuracy"],
-            # training plus per-epoch evaluation, as the command line's wall_seconds
-            "wall_seconds": (sub.get("train_seconds") or 0.0)
-            + sum(h.get("eval_seconds", 0.0) for h in sub.get("history") or [] if isinstance(h, dict))}))
-    return out
+def describe_model(name: str, rec: dict) -> dict:
+    """The table row of one record of :func:`nplib.train.trained_models` (through describe_accuracy)."""
+    flat = {"config": {k: rec[k] for k in ("dataset", "variant", "embedding", "epochs", "smoke")},
+            "hardware": rec["hardware"], "test_accuracy": rec["test_accuracy"], "wall_seconds": rec["seconds"]}
+    if rec["block"]:
+        flat["config"]["model"] = rec["block"]
+    return describe_accuracy(f"{name} ({rec['key']})" if rec["key"] else name, flat)
 
 
 def results_table(results: dict[str, dict]) -> tuple[str, list[str]]:
@@ -482,9 +463,9 @@ def results_table(results: dict[str, dict]) -> tuple[str, list[str]]:
         if not isinstance(r, dict):
             others.append(name)
             continue
-        subs = notebook_runs(name, r)
-        if subs:
-            rows += [describe_accuracy(n, sub) for n, sub in subs]
+        models = trained_models(r)   # the command line's reports, notebook 04's file
+        if models:
+            rows += [describe_model(name, rec) for rec in models]
             continue
         d = describe_accuracy(name, r)
         if d is None:

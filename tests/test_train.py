@@ -7,7 +7,7 @@ import torch
 from nplib.data import TensorData, load_train_test
 from nplib.models import NoPropDT
 from nplib.schedules import make_schedule
-from nplib.train import evaluate_runs, fit, load_checkpoint
+from nplib.train import evaluate_runs, fit, load_checkpoint, trained_models
 
 
 def synthetic(n=64, seed=0):
@@ -85,3 +85,27 @@ def test_max_seconds_stops_early():
     data = synthetic(32)
     hist = fit(small_model(), data, None, epochs=5, batch_size=16, progress=False, log=None, max_seconds=0.0)
     assert len(hist) == 1 and hist[0]["stopped_by_budget"]
+
+
+def test_trained_models_reads_command_line_reports_and_notebook_04():
+    """The records that notebook 05's table and the slides read from results/*.json."""
+    acc = {"mean": 0.99, "se": 0.001, "runs": [0.99] * 5, "noise_free": 0.993}
+    cli = {"config": {"dataset": "mnist", "variant": "ct", "embedding": "onehot", "epochs_run": 7, "smoke": False,
+                      "block_name": "small", "model": {"variant": "ct", "inference_steps": 100}},
+           "final_test_accuracy": acc, "wall_seconds": 60.0, "hardware": {"cpu_count": 2}}
+    (rec,) = trained_models(cli)
+    assert (rec["key"], rec["variant"], rec["block"], rec["epochs"], rec["steps"], rec["seconds"]) == \
+        (None, "ct", "small", 7, 100, 60.0)
+    del cli["config"]["block_name"]            # an older report: the block size's name was lost
+    assert trained_models(cli)[0]["block"] is None
+    hist = [{"epoch": 1, "eval_seconds": 2.0}, {"epoch": 2, "eval_seconds": 3.0}]
+    nb = {"mode": "full", "config": {"dataset": "mnist", "epochs": 2, "block_name": "small",
+                                     "dt_model": {"embedding": "onehot"}},
+          "noprop_dt": {"history": hist, "train_seconds": 100.0, "test_accuracy": acc},
+          "backprop": {"history": hist, "train_seconds": 80.0, "test_accuracy": acc, "model": {"variant": "backprop"}}}
+    dt, bp = trained_models(nb)
+    assert (dt["key"], dt["variant"], dt["seconds"], dt["embedding"]) == ("noprop_dt", "dt", 105.0, "onehot")
+    assert (bp["key"], bp["variant"], bp["seconds"], bp["model_config"]) == ("backprop", "backprop", 85.0,
+                                                                              {"variant": "backprop"})
+    assert trained_models({**nb, "mode": "quick"}) == []
+    assert trained_models({"rows": []}) == [] and trained_models(["not", "a", "dict"]) == []
