@@ -763,7 +763,7 @@ def numbers_tex(scheds: dict, sched, mc_rows) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(HERE / "figures"), help="output folder (default slides/figures)")
-    p.add_argument("--results", default=str(HERE.parent / "results"), help="folder of result JSON files")
+    p.add_argument("--results", default=str(HERE.parent / "nplib" / "results"), help="folder of result JSON files")
     p.add_argument("--notebooks", default=str(HERE.parent / "notebooks"), help="folder of the course notebooks")
     args = p.parse_args(argv)
     out = Path(args.out)
