@@ -11,3 +11,7 @@ _shared = Path(__file__).resolve().parents[1] / "shared" / "data"
 if "NPLIB_DATA" not in os.environ and _shared.is_dir():
     os.environ["NPLIB_DATA"] = str(_shared)
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU")

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Forward diffusion on label embeddings
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/01_forward_diffusion_on_label_embeddings.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/student/01_forward_diffusion_on_label_embeddings.ipynb) exercises (no solutions) · [solved version in Colab](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/01_forward_diffusion_on_label_embeddings.ipynb)
 #
 # NoProp (Li, Teh, Pascanu 2025) trains a classifier as a chain of **denoisers**. The thing being
 # denoised is not the image: it is the **label**. Each class $y$ gets an embedding $u_y$; noise is
@@ -19,8 +19,9 @@
 # **Prerequisites.** Gaussians (mean, variance, sums of independent Gaussians), least squares,
 # PyTorch tensors. No diffusion-model background is needed.
 #
-# **Run time.** A full run took 85 s on a 2-core CPU (2 torch threads; the hardware is printed by
-# the setup cell); quick mode (`NPLIB_SMOKE=1`, fewer images and Monte-Carlo samples) about 20 s.
+# **Run time.** A full run took 12 s on a 2-core CPU (2 torch threads; the hardware is printed by
+# the setup cell). Nothing here is trained, so there is no checkpoint to load; quick mode
+# (`NPLIB_SMOKE=1`) uses fewer images and Monte-Carlo samples.
 
 # %% [markdown]
 # ## 0. Setup
@@ -32,7 +33,7 @@
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course package first
-    get_ipython().run_line_magic("pip", "install -q 'nplib[notebooks] @ git+https://github.com/nplib/noprop-course'")
+    get_ipython().run_line_magic("pip", "install -q 'nplib[colab] @ git+https://github.com/nplib/noprop-course'")
 import math
 
 import matplotlib.pyplot as plt
@@ -49,6 +50,8 @@ S = setup(seed=0)          # prints device, hardware, data root, full/quick mode
 SMOKE = S.smoke            # quick mode: tiny data, fewer Monte-Carlo samples
 N_MC = 20_000 if SMOKE else 200_000   # Monte-Carlo sample size of section 3
 torch.set_default_dtype(torch.float64)  # the checks of section 3 compare to 3-4 digits
+# Every tensor of this notebook is small and stays on the CPU, even when S.device is a GPU:
+# the random generators below are CPU generators, torch.Generator(), to match.
 
 # %% [markdown]
 # ## 1. Label embeddings $W_{embed}$
@@ -383,8 +386,11 @@ widgets.noised_labels_slider(W1, schedule, y=3, t=5);
 #
 # ## Exercises
 #
-# Each exercise is a cell that raises `NotImplementedError` until you fill it in; the cell after it
-# is a solution (removed from the student copies made by `python -m nplib student`).
+# Each exercise cell is a skeleton: fill in the function that raises `NotImplementedError`, and the
+# rest of the cell (already written) uses it and checks it with an `assert` or a table. Until then the
+# cell stops with `NotImplementedError`, which is expected: the cell is tagged `raises-exception`, so
+# Run-All goes on. In the solved notebook the cell after each exercise is its solution; the student
+# copies (`student/`, made by `python -m nplib student`) leave the solutions out.
 #
 # **Exercise 1.** Compute $\bar\alpha_t = \prod_{s=t}^{T}\alpha_s$ from `schedule.alpha` with one
 # cumulative product (hint: `torch.flip`).
@@ -416,47 +422,93 @@ print(alpha_bar_from_alpha(schedule.alpha))
 
 # %% tags=["raises-exception"]
 def noised_label_bug7(u, t, schedule, generator):
-    raise NotImplementedError("Exercise 2: alpha_bar_t * u + sqrt(1 - alpha_bar_t) * eps")
+    # spec bug 7: z_t = alpha_bar_t u_y + sqrt(1 - alpha_bar_t) eps   (alpha_bar_t, not its square root)
+    raise NotImplementedError("Exercise 2: alpha_bar_t * u + sqrt(1 - alpha_bar_t) * eps, eps drawn with `generator`")
 
 
-z = noised_label_bug7(W1[3].expand(1000, -1), 5, schedule, torch.Generator().manual_seed(0))
+d = W1.shape[1]
+u = W1[3].expand(20_000, -1)
+lost = []
+for t in range(T + 1):
+    ab = float(schedule.alpha_bar[t])
+    # the same seed for both: the two samples share their eps, so the difference is not Monte-Carlo noise
+    right = q_sample(u, t, schedule, generator=torch.Generator().manual_seed(t)).pow(2).sum(1).mean()
+    wrong = noised_label_bug7(u, t, schedule, torch.Generator().manual_seed(t)).pow(2).sum(1).mean()
+    lost.append(float(right - wrong))
+    # E||z_t||^2 = alpha_bar_t ||u_y||^2 + d (1 - alpha_bar_t); with the bug alpha_bar_t^2 ||u_y||^2 + d (1 - alpha_bar_t)
+    print(f"t={t:>2}: E||z_t||^2 right {right:.3f} (theory {ab + d * (1 - ab):.3f}), "
+          f"bug {wrong:.3f} (theory {ab ** 2 + d * (1 - ab):.3f})")
+    assert abs(float(wrong) - (ab ** 2 + d * (1 - ab))) < 0.1, "the bug's E||z_t||^2 is alpha_bar_t^2 + d (1 - alpha_bar_t)"
+print("hurt most at t =", max(range(T + 1), key=lambda t: lost[t]))
 
 # %% tags=["solution"]
 def noised_label_bug7(u, t, schedule, generator):
+    # spec bug 7: z_t = alpha_bar_t u_y + sqrt(1 - alpha_bar_t) eps   (alpha_bar_t, not its square root)
     ab = float(schedule.alpha_bar[t])
-    # the bug: alpha_bar_t u_y instead of sqrt(alpha_bar_t) u_y
-    return ab * u + math.sqrt(1 - ab) * torch.randn(u.shape, generator=generator)
+    eps = torch.randn(u.shape, dtype=u.dtype, device=u.device, generator=generator)
+    return ab * u + math.sqrt(1 - ab) * eps
 
 
-g = torch.Generator().manual_seed(0)
 d = W1.shape[1]
-worst = (None, 0.0)
+u = W1[3].expand(20_000, -1)
+lost = []
 for t in range(T + 1):
-    u = W1[3].expand(20_000, -1)
-    right = q_sample(u, t, schedule, generator=g).pow(2).sum(1).mean()
-    wrong = noised_label_bug7(u, t, schedule, g).pow(2).sum(1).mean()
     ab = float(schedule.alpha_bar[t])
-    gap = ab - ab ** 2   # the lost signal energy: alpha_bar_t - alpha_bar_t^2
-    print(f"t={t:>2}: E||z_t||^2 right {right:.3f} (theory {ab + d * (1 - ab):.3f}), bug {wrong:.3f}, "
-          f"signal lost {gap:.3f}")
-    worst = max(worst, (t, gap), key=lambda p: p[1])
-print("hurt most at t =", worst[0], "(where alpha_bar_t is near 1/2)")
+    # the same seed for both: the two samples share their eps, so the difference is not Monte-Carlo noise
+    right = q_sample(u, t, schedule, generator=torch.Generator().manual_seed(t)).pow(2).sum(1).mean()
+    wrong = noised_label_bug7(u, t, schedule, torch.Generator().manual_seed(t)).pow(2).sum(1).mean()
+    lost.append(float(right - wrong))
+    # E||z_t||^2 = alpha_bar_t ||u_y||^2 + d (1 - alpha_bar_t); with the bug alpha_bar_t^2 ||u_y||^2 + d (1 - alpha_bar_t)
+    print(f"t={t:>2}: E||z_t||^2 right {right:.3f} (theory {ab + d * (1 - ab):.3f}), "
+          f"bug {wrong:.3f} (theory {ab ** 2 + d * (1 - ab):.3f})")
+    assert abs(float(wrong) - (ab ** 2 + d * (1 - ab))) < 0.1, "the bug's E||z_t||^2 is alpha_bar_t^2 + d (1 - alpha_bar_t)"
+print("hurt most at t =", max(range(T + 1), key=lambda t: lost[t]))
+# the lost signal energy alpha_bar_t - alpha_bar_t^2 is largest where alpha_bar_t is nearest 1/2
+assert lost.index(max(lost)) == min(range(T + 1), key=lambda t: abs(float(schedule.alpha_bar[t]) - 0.5))
 
 
 # %% [markdown]
 # **Exercise 3.** Check the KL closed form for a *custom* schedule: build one with
 # `DTSchedule.from_alpha_bar` whose $\bar\alpha_0 = 0.5$, and compare `kl_prior` with a Monte-Carlo
-# estimate for the prototype of class 0.
+# estimate for the prototype of class 0 (two functions to fill in).
 
 # %% tags=["raises-exception"]
-raise NotImplementedError("Exercise 3: a custom schedule with alpha_bar_0 = 0.5 and a Monte-Carlo KL")
+def schedule_with_alpha_bar_0(alpha_bar_0, T):
+    """A DTSchedule whose alpha_bar rises from alpha_bar_0 at t = 0 to 0.99 at t = T (any increasing shape)."""
+    raise NotImplementedError("Exercise 3a: DTSchedule.from_alpha_bar(...)")
+
+
+def kl_monte_carlo(u, schedule, generator):
+    """Mean and standard error of log q(z_0|y) - log N(z_0; 0, I) over z_0 ~ q(z_0|y), one z_0 per row of u."""
+    raise NotImplementedError("Exercise 3b: q_sample at t = 0, then torch.distributions.Normal(...).log_prob")
+
+
+custom = schedule_with_alpha_bar_0(0.5, T)
+assert custom.T == T and abs(float(custom.alpha_bar[0]) - 0.5) < 1e-12
+mc, se = kl_monte_carlo(W3[0].expand(5000, -1), custom, torch.Generator().manual_seed(0))
+kl = float(kl_prior(W3[:1], custom))
+print(f"closed form {kl:.2f}, Monte Carlo {mc:.2f} +- {se:.2f}")
+assert abs(kl - mc) < 5 * se
 
 # %% tags=["solution"]
-custom = DTSchedule.from_alpha_bar(torch.linspace(0.5, 0.99, T + 1), kind="custom")
-u = W3[0].expand(5000, -1)
-z0 = q_sample(u, 0, custom, generator=torch.Generator().manual_seed(0))
-q = torch.distributions.Normal(math.sqrt(0.5) * u, math.sqrt(0.5))
-ratio = (q.log_prob(z0) - torch.distributions.Normal(0.0, 1.0).log_prob(z0)).sum(1)
+def schedule_with_alpha_bar_0(alpha_bar_0, T):
+    """A DTSchedule whose alpha_bar rises from alpha_bar_0 at t = 0 to 0.99 at t = T (any increasing shape)."""
+    return DTSchedule.from_alpha_bar(torch.linspace(alpha_bar_0, 0.99, T + 1), kind="custom")
+
+
+def kl_monte_carlo(u, schedule, generator):
+    """Mean and standard error of log q(z_0|y) - log N(z_0; 0, I) over z_0 ~ q(z_0|y), one z_0 per row of u."""
+    ab0 = float(schedule.alpha_bar[0])
+    z0 = q_sample(u, 0, schedule, generator=generator)
+    q = torch.distributions.Normal(math.sqrt(ab0) * u, math.sqrt(1 - ab0))
+    p = torch.distributions.Normal(torch.zeros_like(u), 1.0)
+    ratio = (q.log_prob(z0) - p.log_prob(z0)).sum(1)          # log q(z_0|y) - log p(z_0)
+    return float(ratio.mean()), float(ratio.std() / math.sqrt(len(u)))
+
+
+custom = schedule_with_alpha_bar_0(0.5, T)
+assert custom.T == T and abs(float(custom.alpha_bar[0]) - 0.5) < 1e-12
+mc, se = kl_monte_carlo(W3[0].expand(5000, -1), custom, torch.Generator().manual_seed(0))
 kl = float(kl_prior(W3[:1], custom))
-print(f"closed form {kl:.2f}, Monte Carlo {float(ratio.mean()):.2f} +- {float(ratio.std() / math.sqrt(5000)):.2f}")
-assert abs(kl - float(ratio.mean())) < 5 * float(ratio.std() / math.sqrt(5000))
+print(f"closed form {kl:.2f}, Monte Carlo {mc:.2f} +- {se:.2f}")
+assert abs(kl - mc) < 5 * se

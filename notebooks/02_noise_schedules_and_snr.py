@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Noise schedules and the SNR
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/02_noise_schedules_and_snr.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/student/02_noise_schedules_and_snr.ipynb) exercises (no solutions) · [solved version in Colab](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/02_noise_schedules_and_snr.ipynb)
 #
 # The paper says only that NoProp-DT uses a "fixed cosine" noise schedule. Everything the blocks
 # learn is shaped by that choice: how noisy each block's input is, and how much each block's loss
@@ -19,9 +19,9 @@
 #
 # **Prerequisites.** Notebook 01 (the marginal $q(z_t\mid y)$ and the direction of time).
 #
-# **Run time.** A full run took 11 s on a 2-core CPU (2 torch threads), mostly start-up and
-# plotting; there is no training here, so quick mode (`NPLIB_SMOKE=1`) runs the same cells with
-# fewer Monte-Carlo samples.
+# **Run time.** A full run took 6 s on a 2-core CPU (2 torch threads), mostly start-up and
+# plotting; there is no training here (and no checkpoint), so quick mode (`NPLIB_SMOKE=1`) runs the
+# same cells with fewer Monte-Carlo samples.
 
 # %% [markdown]
 # ## 0. Setup
@@ -30,7 +30,7 @@
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course package first
-    get_ipython().run_line_magic("pip", "install -q 'nplib[notebooks] @ git+https://github.com/nplib/noprop-course'")
+    get_ipython().run_line_magic("pip", "install -q 'nplib[colab] @ git+https://github.com/nplib/noprop-course'")
 import math
 
 import matplotlib.pyplot as plt
@@ -45,6 +45,8 @@ from nplib.notebook import setup
 S = setup(seed=0)          # prints device, hardware, data root, full/quick mode
 SMOKE = S.smoke            # quick mode: fewer Monte-Carlo samples
 N_MC = 5_000 if SMOKE else 50_000
+# Every tensor of this notebook is small and stays on the CPU, even when S.device is a GPU:
+# the random generators below are CPU generators, torch.Generator(), to match.
 
 # %% [markdown]
 # ## 1. Two fixed schedules: cosine and linear
@@ -314,6 +316,11 @@ widgets.schedule_explorer(kind="cosine", T=10, alpha_bar_max=0.99);
 #
 # ## Exercises
 #
+# Each exercise cell is a skeleton: fill in the function that raises `NotImplementedError`, and the
+# rest of the cell (already written) uses it and checks it with an `assert` or a plot. Until then the
+# cell stops with `NotImplementedError`, which is expected: the cell is tagged `raises-exception`, so
+# Run-All goes on. The student copies in `student/` leave the solution cells out.
+#
 # **Exercise 1.** Compute the loss weights of the linear schedule from `linear.alpha_bar` alone and
 # compare with `linear.snr_delta`.
 
@@ -344,12 +351,27 @@ print(loss_weights(linear.alpha_bar))
 # check it with `make_schedule`.
 
 # %% tags=["raises-exception"]
-raise NotImplementedError("Exercise 2: solve SNR(T) - SNR(T-1) = SNR(T-1) - SNR(T-2) for alpha_bar_max")
+def clip_for_equal_last_weights(schedule):
+    """The alpha_bar_max that makes the last weight SNR(T) - SNR(T-1) equal to SNR(T-1) - SNR(T-2)."""
+    # alpha_bar_max = SNR(T) / (1 + SNR(T)), with SNR(T) from the condition above
+    raise NotImplementedError("Exercise 2: solve SNR(T) - SNR(T-1) = SNR(T-1) - SNR(T-2) for alpha_bar_max")
+
+
+clip_eq = clip_for_equal_last_weights(cosine)
+s = make_schedule("cosine", T, alpha_bar_max=clip_eq)
+print(f"alpha_bar_max = {clip_eq:.5f}: weights of blocks 9 and 10 = {s.snr_delta[-2]:.3f}, {s.snr_delta[-1]:.3f}")
+assert torch.isclose(s.snr_delta[-1], s.snr_delta[-2])
 
 # %% tags=["solution"]
-# SNR(T) = 2 SNR(T-1) - SNR(T-2), and alpha_bar_max = SNR(T) / (1 + SNR(T))
-snr_T = 2 * cosine.snr[-2] - cosine.snr[-3]
-clip_eq = float(snr_T / (1 + snr_T))
+def clip_for_equal_last_weights(schedule):
+    """The alpha_bar_max that makes the last weight SNR(T) - SNR(T-1) equal to SNR(T-1) - SNR(T-2)."""
+    # SNR(T) = 2 SNR(T-1) - SNR(T-2)
+    snr_T = 2 * schedule.snr[-2] - schedule.snr[-3]
+    # alpha_bar_max = SNR(T) / (1 + SNR(T))
+    return float(snr_T / (1 + snr_T))
+
+
+clip_eq = clip_for_equal_last_weights(cosine)
 s = make_schedule("cosine", T, alpha_bar_max=clip_eq)
 print(f"alpha_bar_max = {clip_eq:.5f}: weights of blocks 9 and 10 = {s.snr_delta[-2]:.3f}, {s.snr_delta[-1]:.3f}")
 assert torch.isclose(s.snr_delta[-1], s.snr_delta[-2])
@@ -360,11 +382,31 @@ assert torch.isclose(s.snr_delta[-1], s.snr_delta[-2])
 # its loss weights with the cosine's in one bar plot. Which blocks lose weight, and by what factor?
 
 # %% tags=["raises-exception"]
-raise NotImplementedError("Exercise 3: a log-SNR-linear schedule")
+def log_snr_linear_schedule(T, log_snr_0=-9.0, log_snr_T=4.6):
+    """A DTSchedule whose log SNR(t) is linear in t, from log_snr_0 to log_snr_T."""
+    # alpha_bar_t = sigmoid(log SNR(t))
+    raise NotImplementedError("Exercise 3: a log-SNR-linear schedule with DTSchedule.from_alpha_bar")
+
+
+loglin = log_snr_linear_schedule(T)
+# log SNR(t) = log(alpha_bar_t / (1 - alpha_bar_t)) is linear in t
+assert torch.allclose(loglin.snr.log(), torch.linspace(-9.0, 4.6, T + 1, dtype=torch.float64))
+plots.plot_loss_weights([cosine, loglin], labels=["cosine", "log-SNR linear"])
+ratio = loglin.snr_delta / cosine.snr_delta
+print("weight ratio log-SNR-linear / cosine, blocks 1..T:", [f"{v:.3g}" for v in ratio.tolist()])
+print("blocks that lose weight:", ((ratio < 1).nonzero().flatten() + 1).tolist());
 
 # %% tags=["solution"]
-log_snr = torch.linspace(-9.0, 4.6, T + 1, dtype=torch.float64)
-loglin = DTSchedule.from_alpha_bar(torch.sigmoid(log_snr), kind="log-SNR linear")
+def log_snr_linear_schedule(T, log_snr_0=-9.0, log_snr_T=4.6):
+    """A DTSchedule whose log SNR(t) is linear in t, from log_snr_0 to log_snr_T."""
+    log_snr = torch.linspace(log_snr_0, log_snr_T, T + 1, dtype=torch.float64)
+    # alpha_bar_t = sigmoid(log SNR(t))
+    return DTSchedule.from_alpha_bar(torch.sigmoid(log_snr), kind="log-SNR linear")
+
+
+loglin = log_snr_linear_schedule(T)
+# log SNR(t) = log(alpha_bar_t / (1 - alpha_bar_t)) is linear in t
+assert torch.allclose(loglin.snr.log(), torch.linspace(-9.0, 4.6, T + 1, dtype=torch.float64))
 plots.plot_loss_weights([cosine, loglin], labels=["cosine", "log-SNR linear"])
 ratio = loglin.snr_delta / cosine.snr_delta
 print("weight ratio log-SNR-linear / cosine, blocks 1..T:", [f"{v:.3g}" for v in ratio.tolist()])

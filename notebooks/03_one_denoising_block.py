@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · One denoising block
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/03_one_denoising_block.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/student/03_one_denoising_block.ipynb) exercises (no solutions) · [solved version in Colab](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/03_one_denoising_block.ipynb)
 #
 # NoProp-DT is $T$ copies of one idea: block $t$ gets an image $x$ and a noisy label $z_{t-1}$ and
 # predicts the clean label embedding $u_y$. Each block has its **own, local** loss. This notebook
@@ -19,8 +19,9 @@
 #
 # **Prerequisites.** Notebooks 01 and 02; convolutional networks and batch norm in PyTorch.
 #
-# **Run time.** A full run took 55 s on a 2-core CPU (2 torch threads), 42 s of it one epoch of
-# MNIST for one paper block; quick mode (`NPLIB_SMOKE=1`, small block, 2000 images) about 15 s.
+# **Run time.** A full run took 31 s on a 2-core CPU (2 torch threads), 24 s of it one epoch of
+# MNIST for one paper block. That short training is the lesson, so it runs every time (no
+# checkpoint); quick mode (`NPLIB_SMOKE=1`, small block, 2000 images) is shorter still.
 
 # %% [markdown]
 # ## 0. Setup
@@ -29,7 +30,7 @@
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course package first
-    get_ipython().run_line_magic("pip", "install -q 'nplib[notebooks] @ git+https://github.com/nplib/noprop-course'")
+    get_ipython().run_line_magic("pip", "install -q 'nplib[colab] @ git+https://github.com/nplib/noprop-course'")
 import math
 import time
 
@@ -48,6 +49,9 @@ from nplib.notebook import setup
 S = setup(seed=0)          # prints device, hardware, data root, full/quick mode
 SMOKE = S.smoke            # quick mode: 2000 training images
 device = S.device
+# Models and minibatches go to `device`; random generators whose draws land on them are created
+# on the same device, torch.Generator(device). The blocks of section 1 only count parameters
+# and stay on the CPU (torchsummary is told device="cpu").
 
 # %% [markdown]
 # ## 1. The block
@@ -294,20 +298,39 @@ print(f"d L_{t} / d(other blocks' {len(others)} parameter tensors): all None")
 #
 # ## Exercises
 #
+# Each exercise cell is a skeleton: fill in the function that raises `NotImplementedError`, and the
+# rest of the cell (already written) uses it and checks it with an `assert` or a plot. Until then the
+# cell stops with `NotImplementedError`, which is expected: the cell is tagged `raises-exception`, so
+# Run-All goes on. The student copies in `student/` leave the solution cells out.
+#
 # **Exercise 1.** With prototype embeddings $z$ is a 28×28 image and the label path becomes a copy of
 # the convolutional image path. Count the parameters of a paper block for MNIST with prototypes
 # (`z_dim=784, z_image_shape=(1, 28, 28)`) and compare with the one-hot block.
 
 # %% tags=["raises-exception"]
-raise NotImplementedError("Exercise 1: build the prototype block and count its parameters")
+def prototype_block(cfg):
+    """A DenoisingBlock for MNIST whose label input z is a 1x28x28 image (prototype embeddings)."""
+    raise NotImplementedError("Exercise 1: DenoisingBlock(..., z_dim=784, ..., z_image_shape=(1, 28, 28))")
+
+
+proto_block = prototype_block(BlockConfig.paper())
+n_proto = count_parameters(proto_block)
+print(f"prototype block: {n_proto:,} parameters, one-hot block: {n_mnist:,} ({n_proto - n_mnist:+,})")
+# with an image-shaped z, the label path is a copy of the convolutional image path
+assert count_parameters(proto_block.label_path) == count_parameters(proto_block.image_path)
 
 # %% tags=["solution"]
-proto_block = DenoisingBlock((1, 28, 28), z_dim=784, num_classes=10, cfg=BlockConfig.paper(),
-                             z_image_shape=(1, 28, 28))
+def prototype_block(cfg):
+    """A DenoisingBlock for MNIST whose label input z is a 1x28x28 image (prototype embeddings)."""
+    return DenoisingBlock((1, 28, 28), z_dim=784, num_classes=10, cfg=cfg, z_image_shape=(1, 28, 28))
+
+
+proto_block = prototype_block(BlockConfig.paper())
 n_proto = count_parameters(proto_block)
-print(f"prototype block: {n_proto:,} parameters, one-hot block: {n_mnist:,} "
-      f"(+{n_proto - n_mnist:,}: a conv label path instead of the residual MLP)")
+print(f"prototype block: {n_proto:,} parameters, one-hot block: {n_mnist:,} ({n_proto - n_mnist:+,})")
+# with an image-shaped z, the label path is a copy of the convolutional image path
 assert count_parameters(proto_block.label_path) == count_parameters(proto_block.image_path)
+print("the difference: a convolutional label path instead of the residual MLP")
 
 # %% [markdown]
 # **Exercise 2.** Check numerically, for the *linear* schedule and for the cosine with $T = 25$ and
@@ -316,14 +339,29 @@ assert count_parameters(proto_block.label_path) == count_parameters(proto_block.
 # squared errors.
 
 # %% tags=["raises-exception"]
-raise NotImplementedError("Exercise 2: compare a_t**2 / c_t with snr_delta")
+def kl_weights(schedule):
+    """a_t^2 / c_t for t = 1..T (block t at position t - 1), from schedule.a and schedule.c."""
+    raise NotImplementedError("Exercise 2: a_t**2 / c_t")
 
-# %% tags=["solution"]
+
 # (with the default clip 0.99 the cosine only works up to T = 17: beyond, several final alpha_bar
 #  values are all clipped to 0.99 and make_schedule rejects the flat, zero-weight steps)
 for s in (nplib.make_schedule("linear", 10), nplib.make_schedule("cosine", 25, alpha_bar_max=0.999)):
     # a_t^2 / c_t = SNR(t) - SNR(t-1)
-    assert torch.allclose(s.a ** 2 / s.c, s.snr_delta)
+    assert torch.allclose(kl_weights(s), s.snr_delta)
+print("a_t^2 / c_t = SNR(t) - SNR(t-1) holds for the linear schedule and for T = 25")
+
+# %% tags=["solution"]
+def kl_weights(schedule):
+    """a_t^2 / c_t for t = 1..T (block t at position t - 1), from schedule.a and schedule.c."""
+    return schedule.a ** 2 / schedule.c
+
+
+# (with the default clip 0.99 the cosine only works up to T = 17: beyond, several final alpha_bar
+#  values are all clipped to 0.99 and make_schedule rejects the flat, zero-weight steps)
+for s in (nplib.make_schedule("linear", 10), nplib.make_schedule("cosine", 25, alpha_bar_max=0.999)):
+    # a_t^2 / c_t = SNR(t) - SNR(t-1)
+    assert torch.allclose(kl_weights(s), s.snr_delta)
 print("a_t^2 / c_t = SNR(t) - SNR(t-1) holds for the linear schedule and for T = 25")
 
 
@@ -333,17 +371,38 @@ print("a_t^2 / c_t = SNR(t) - SNR(t-1) holds for the linear schedule and for T =
 # block actually have to learn?
 
 # %% tags=["raises-exception"]
-raise NotImplementedError("Exercise 3: train block 10 alone and measure it")
+def train_block_alone(model, t, loader, steps):
+    """`steps` minibatches of block t's own loss L_t with block t's own AdamW (as in section 3)."""
+    raise NotImplementedError("Exercise 3: the training loop of section 3 for block t, `steps` minibatches")
 
-# %% tags=["solution"]
+
 torch.manual_seed(0)
 model10 = NoPropDT(train.image_shape, train.num_classes, T=10, block="small").to(device)
-opt10 = model10.configure_optimizers()["block10"]
-model10.train()
-for step, (xb, yb) in zip(range(60), TensorLoader(train, batch_size=128, seed=1)):
-    opt10.zero_grad(set_to_none=True)
-    model10.block_loss(10, xb.to(device), yb.to(device)).backward()
-    opt10.step()
+train_block_alone(model10, 10, TensorLoader(train, batch_size=128, seed=1), steps=60)
 acc10, acc10_z = block_accuracy(model10, 10, test)
-print(f"block 10 after {step + 1} steps: {100 * acc10:.1f}% (nearest mean from z_9 alone: {100 * acc10_z:.1f}%)")
+print(f"block 10 after 60 steps: {100 * acc10:.1f}% (nearest mean from z_9 alone: {100 * acc10_z:.1f}%)")
+assert acc10 > 0.9, "block 10 must at least read the label off z_9"
+
+# %% tags=["solution"]
+def train_block_alone(model, t, loader, steps):
+    """`steps` minibatches of block t's own loss L_t with block t's own AdamW (as in section 3)."""
+    opt = model.configure_optimizers()[f"block{t}"]
+    model.train()
+    step = 0
+    while step < steps:                  # several passes if the loader is short (quick mode)
+        for xb, yb in loader:
+            opt.zero_grad(set_to_none=True)
+            model.block_loss(t, xb.to(device), yb.to(device)).backward()
+            opt.step()
+            step += 1
+            if step == steps:
+                break
+
+
+torch.manual_seed(0)
+model10 = NoPropDT(train.image_shape, train.num_classes, T=10, block="small").to(device)
+train_block_alone(model10, 10, TensorLoader(train, batch_size=128, seed=1), steps=60)
+acc10, acc10_z = block_accuracy(model10, 10, test)
+print(f"block 10 after 60 steps: {100 * acc10:.1f}% (nearest mean from z_9 alone: {100 * acc10_z:.1f}%)")
+assert acc10 > 0.9, "block 10 must at least read the label off z_9"
 # the late block mostly reads the label off z_9: its job is to copy it, not to recognise digits

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Backprop vs NoProp: memory, speed and block-parallel training
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/06_backprop_vs_noprop.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nplib/noprop-course/blob/main/student/06_backprop_vs_noprop.ipynb) exercises (no solutions) · [solved version in Colab](https://colab.research.google.com/github/nplib/noprop-course/blob/main/notebooks/06_backprop_vs_noprop.ipynb)
 #
 # NoProp-DT trains each block on its own local loss: no gradient crosses a block boundary. The
 # paper sells two consequences: **less training memory** (only one block's activations need to be
@@ -24,10 +24,13 @@
 # baseline).
 #
 # **Run time.** Every number below comes either from the live cells (small versions, run here) or
-# from the benchmark files `results/bench_*.json` written by `benchmarks/` (their command,
-# configuration and hardware are printed next to each plot). A full run of this notebook took
-# 40 s on a 2-core CPU (2 torch threads); quick mode (`NPLIB_SMOKE=1`) well under a minute.
-# Rerunning the benchmarks themselves takes about 10 minutes: see `benchmarks/README.md`.
+# from the benchmark results shipped with the course package (`nplib/results/bench_*.json`, read
+# through `nplib.reference`, so this notebook works opened alone, on Colab or from an installed
+# wheel); their command, configuration and hardware are printed next to each plot. A full run of
+# this notebook took 27 s on a 2-core CPU (2 torch threads; it trains nothing for long, so it needs no
+# checkpoint); quick mode (`NPLIB_SMOKE=1`)
+# well under a minute. Rerunning the benchmarks themselves (`python -m nplib bench ...`) takes about
+# 10 minutes: see `benchmarks/README.md`.
 
 # %% [markdown]
 # ## 0. Setup
@@ -36,15 +39,13 @@
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course package first
-    get_ipython().run_line_magic("pip", "install -q 'nplib[notebooks] @ git+https://github.com/nplib/noprop-course'")
-import json
-from pathlib import Path
-
+    get_ipython().run_line_magic("pip", "install -q 'nplib[colab] @ git+https://github.com/nplib/noprop-course'")
 import matplotlib.pyplot as plt
 import torch
 
 import nplib
 from nplib import NoPropDT, load_dataset
+from nplib.bench import describe, load_bench
 from nplib.notebook import setup
 from nplib.parallel import (check_parallelisable, measure_inference_latency, measure_throughput,
                             measure_training_memory, models_equal, split_blocks, train_block_parallel,
@@ -52,31 +53,14 @@ from nplib.parallel import (check_parallelisable, measure_inference_latency, mea
 
 S = setup(seed=0)          # prints device, hardware, data root, full/quick mode
 SMOKE = S.smoke            # quick mode: smaller live measurements
-DEVICE = str(S.device)
+DEVICE = str(S.device)     # the live measurements of sections 1, 2 and 4 run here
 T = 10
 
 
-def find_results() -> Path | None:
-    """The repository's results/ folder (the notebook runs in notebooks/), if there is one."""
-    for p in (Path.cwd().parent / "results", Path.cwd() / "results"):
-        if p.is_dir():
-            return p
-    return None
-
-
-def load_bench(name: str) -> dict | None:
-    """results/bench_<name>.json written by benchmarks/bench_<name>.py, or None."""
-    root = find_results()
-    path = root / f"bench_{name}.json" if root else None
-    if path is None or not path.exists():
-        print(f"results/bench_{name}.json not found: run benchmarks/bench_{name}.py (see benchmarks/README.md)")
-        return None
-    data = json.loads(path.read_text())
-    hw = data["hardware"]
-    print(f"results/bench_{name}.json: {data['command']}\n  measured {data['date_utc']} on "
-          f"{hw.get('cpu_model') or hw['processor']} ({hw['cpu_count']} cores, {hw['torch_threads']} torch threads, "
-          f"device {hw['device']}{', ' + hw['gpu'] if 'gpu' in hw else ''}), torch {hw['torch']}, "
-          f"load average at start {[round(v, 1) for v in hw.get('loadavg_at_start', [])]}")
+def bench_result(name: str) -> dict:
+    """The shipped result of ``python -m nplib bench NAME``, with where and how it was measured."""
+    data = load_bench(name)          # nplib/results/bench_<name>.json, through nplib.reference
+    print(describe(data))
     return data
 
 
@@ -104,26 +88,25 @@ for r in live_speed:
 assert all(r["images_per_s"] > 0 for r in live_speed)
 
 # %%
-bench = load_bench("throughput")
-if bench:
-    rows = bench["rows"]
-    blocks = [b for b in ("small", "paper") if any(r["block"] == b for r in rows)]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for i, kind in enumerate(("noprop", "backprop")):
-        vals = [next(r["images_per_s"] for r in rows if r["block"] == b and r["kind"] == kind) for b in blocks]
-        ax.bar([j + 0.38 * i for j in range(len(blocks))], vals, width=0.36,
-               label="NoProp-DT" if kind == "noprop" else "backprop")
-        for j, v in enumerate(vals):
-            ax.text(j + 0.38 * i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks([j + 0.19 for j in range(len(blocks))], [f"{b} block" for b in blocks])
-    ax.set_ylabel("training images / s")
-    ax.set_title(f"Training throughput, batch {bench['config']['batch_size']}, T = {bench['config']['T']}, "
-                 f"{bench['config']['device']}")
-    ax.legend()
-    plt.show()
-    for r in rows:
-        print(f"{r['kind']:8s} {r['block']:5s} {r['images_per_s']:7.1f} images/s "
-              f"({r['relative_to_backprop']:.2f} x backprop)")
+bench = bench_result("throughput")
+rows = bench["rows"]
+blocks = [b for b in ("small", "paper") if any(r["block"] == b for r in rows)]
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for i, kind in enumerate(("noprop", "backprop")):
+    vals = [next(r["images_per_s"] for r in rows if r["block"] == b and r["kind"] == kind) for b in blocks]
+    ax.bar([j + 0.38 * i for j in range(len(blocks))], vals, width=0.36,
+           label="NoProp-DT" if kind == "noprop" else "backprop")
+    for j, v in enumerate(vals):
+        ax.text(j + 0.38 * i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+ax.set_xticks([j + 0.19 for j in range(len(blocks))], [f"{b} block" for b in blocks])
+ax.set_ylabel("training images / s")
+ax.set_title(f"Training throughput, batch {bench['config']['batch_size']}, T = {bench['config']['T']}, "
+             f"{bench['config']['device']}")
+ax.legend()
+plt.show()
+for r in rows:
+    print(f"{r['kind']:8s} {r['block']:5s} {r['images_per_s']:7.1f} images/s "
+          f"({r['relative_to_backprop']:.2f} x backprop)")
 
 # %% [markdown]
 # Compare the two block sizes in the table. A step of the small block is short, so NoProp-DT's
@@ -174,38 +157,37 @@ for b in batches:
     assert nop["peak_delta_bytes"] < bp["peak_delta_bytes"], "NoProp-DT should need less training memory"
 
 # %%
-bench = load_bench("memory")
-if bench:
-    rows = [r for r in bench["rows"] if r["allocator"] == "fixed"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for block, style in (("paper", "-"), ("small", "--")):
-        for kind, color in (("noprop", "C0"), ("backprop", "C1")):
-            pts = sorted((r["batch_size"], r["peak_delta_mib"]) for r in rows if r["block"] == block and r["kind"] == kind)
-            if pts:
-                axes[0].plot(*zip(*pts), style, marker="o", color=color,
-                             label=f"{'NoProp-DT' if kind == 'noprop' else 'backprop'}, {block} block")
-        pts = sorted((r["batch_size"], r["noprop_over_backprop"]) for r in rows
-                     if r["block"] == block and r["kind"] == "noprop")
+bench = bench_result("memory")
+rows = [r for r in bench["rows"] if r["allocator"] == "fixed"]
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+for block, style in (("paper", "-"), ("small", "--")):
+    for kind, color in (("noprop", "C0"), ("backprop", "C1")):
+        pts = sorted((r["batch_size"], r["peak_delta_mib"]) for r in rows if r["block"] == block and r["kind"] == kind)
         if pts:
-            axes[1].plot(*zip(*pts), style, marker="o", color="C2", label=f"{block} block")
-    axes[0].set(xscale="log", yscale="log", xlabel="batch size", ylabel="peak - idle (MiB)",
-                title=f"Peak training memory above idle ({bench['config']['device']})")
-    axes[0].legend(fontsize=8)
-    axes[1].axhline(1 / bench["config"]["T"], color="gray", ls=":", label="1/T")
-    if bench.get("check"):
-        axes[1].axhline(bench["check"]["threshold"], color="red", ls=":", label="target 0.35")
-    axes[1].set(xscale="log", ylim=(0, 1), xlabel="batch size", ylabel="NoProp-DT / backprop",
-                title="Memory ratio")
-    axes[1].legend(fontsize=8)
-    plt.tight_layout()
-    plt.show()
-    for r in sorted(bench["rows"], key=lambda r: (r["block"], r["allocator"], r["batch_size"], r["kind"])):
-        print(f"{r['block']:5s} batch {r['batch_size']:4d} allocator {r['allocator']:7s} {r['kind']:8s} "
-              f"{r['peak_delta_mib']:8.1f} MiB   ratio {r['noprop_over_backprop']:.3f}")
-    if bench.get("check"):
-        c = bench["check"]
-        print(f"\npaper block, batch {c['batch_size']}: NoProp-DT / backprop = {c['ratio']:.3f} "
-              f"(target <= {c['threshold']}: {'met' if c['passed'] else 'NOT met'})")
+            axes[0].plot(*zip(*pts), style, marker="o", color=color,
+                         label=f"{'NoProp-DT' if kind == 'noprop' else 'backprop'}, {block} block")
+    pts = sorted((r["batch_size"], r["noprop_over_backprop"]) for r in rows
+                 if r["block"] == block and r["kind"] == "noprop")
+    if pts:
+        axes[1].plot(*zip(*pts), style, marker="o", color="C2", label=f"{block} block")
+axes[0].set(xscale="log", yscale="log", xlabel="batch size", ylabel="peak - idle (MiB)",
+            title=f"Peak training memory above idle ({bench['config']['device']})")
+axes[0].legend(fontsize=8)
+axes[1].axhline(1 / bench["config"]["T"], color="gray", ls=":", label="1/T")
+if bench.get("check"):
+    axes[1].axhline(bench["check"]["threshold"], color="red", ls=":", label="target 0.35")
+axes[1].set(xscale="log", ylim=(0, 1), xlabel="batch size", ylabel="NoProp-DT / backprop",
+            title="Memory ratio")
+axes[1].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+for r in sorted(bench["rows"], key=lambda r: (r["block"], r["allocator"], r["batch_size"], r["kind"])):
+    print(f"{r['block']:5s} batch {r['batch_size']:4d} allocator {r['allocator']:7s} {r['kind']:8s} "
+          f"{r['peak_delta_mib']:8.1f} MiB   ratio {r['noprop_over_backprop']:.3f}")
+if bench.get("check"):
+    c = bench["check"]
+    print(f"\npaper block, batch {c['batch_size']}: NoProp-DT / backprop = {c['ratio']:.3f} "
+          f"(target <= {c['threshold']}: {'met' if c['passed'] else 'NOT met'})")
 
 # %% [markdown]
 # The rows with `allocator default` are the same measurements with glibc's default settings.
@@ -237,7 +219,9 @@ if bench:
 # minibatch from the global generator and gives block $t$ its own random stream seeded from it,
 # so block $t$ sees the same noise and dropout masks in every process. The parallel run below is
 # compared with `torch.equal` on every tensor to the single process run with the same number of
-# threads per process (1).
+# threads per process (1). This demonstration runs on the CPU even on a GPU runtime: bit-for-bit
+# equality needs the same arithmetic in both runs (cuDNN may pick different kernels), and the two
+# processes would share the one GPU that Colab offers.
 #
 # **What couples blocks.** A *learned* $W_{embed}$ is read by every block and receives gradients
 # from every block's loss and from the classifier's: block-parallel training would need those
@@ -251,12 +235,13 @@ except ValueError as err:
     print("refused:", err)
 
 # %%
+PAR_DEVICE = "cpu"   # see above: the exactness check needs the same arithmetic in both runs
 n_live = 256 if SMOKE else 1024
 train = load_dataset("mnist", train=True).subset(n_live, seed=0)
 kw = {"image_shape": train.image_shape, "num_classes": 10, "T": T, "block": "small"}
-single, single_s = train_single(kw, train, epochs=1, batch_size=64, seed=0, threads=1)
+single, single_s = train_single(kw, train, epochs=1, batch_size=64, seed=0, threads=1, device=PAR_DEVICE)
 parallel, info = train_block_parallel(kw, train, epochs=1, batch_size=64, seed=0, world_size=2,
-                                      threads_per_process=1, timeout=300)
+                                      threads_per_process=1, device=PAR_DEVICE, timeout=300)
 same, differing = models_equal(parallel, single)
 print(f"{n_live} MNIST images, batch 64, small block, T = {T}")
 print(f"single process, 1 thread : {single_s:6.2f} s training")
@@ -276,32 +261,31 @@ assert same, f"block-parallel training differs from the single process in {diffe
 # are used".
 
 # %%
-bench = load_bench("parallel")
-if bench:
-    rows = bench["rows"]
-    blocks = [b for b in ("small", "paper") if any(r["block"] == b for r in rows)]
-    fig, axes = plt.subplots(1, len(blocks), figsize=(5.5 * len(blocks), 3.2), squeeze=False)
-    for ax, block in zip(axes[0], blocks):
-        rs = [r for r in rows if r["block"] == block]
-        labels = [r["run"] for r in rs]
-        ax.barh(labels, [r["train_seconds"] for r in rs], color="C0", label="training")
-        for i, r in enumerate(rs):
-            if r.get("wall_seconds"):
-                ax.barh(i, r["wall_seconds"] - r["train_seconds"], left=r["train_seconds"], color="C7",
-                        label="start-up + gather")
-        ax.set(xlabel="seconds", title=f"{block} block: {rs[0]['images']} images, batch {rs[0]['batch_size']}")
-        ax.invert_yaxis()
-        ax.legend(fontsize=8)
-    plt.tight_layout()
-    plt.show()
-    for r in rows:
-        if r["processes"] > 1:
-            print(f"{r['block']:5s}: speed-up of 2 processes x 1 thread over 1 process x "
-                  f"{max(bench['config']['single_process_threads'])} threads = "
-                  f"{r['speedup_vs_single_all_threads']:.2f} (training time), "
-                  f"{r['speedup_vs_single_all_threads_incl_startup']:.2f} counting start-up; over 1 process x 1 "
-                  f"thread = {r['speedup_vs_single_1_thread']:.2f}; bit-identical to 1 process x 1 thread: "
-                  f"{r['equal_to_single_1_thread']}")
+bench = bench_result("parallel")
+rows = bench["rows"]
+blocks = [b for b in ("small", "paper") if any(r["block"] == b for r in rows)]
+fig, axes = plt.subplots(1, len(blocks), figsize=(5.5 * len(blocks), 3.2), squeeze=False)
+for ax, block in zip(axes[0], blocks):
+    rs = [r for r in rows if r["block"] == block]
+    labels = [r["run"] for r in rs]
+    ax.barh(labels, [r["train_seconds"] for r in rs], color="C0", label="training")
+    for i, r in enumerate(rs):
+        if r.get("wall_seconds"):
+            ax.barh(i, r["wall_seconds"] - r["train_seconds"], left=r["train_seconds"], color="C7",
+                    label="start-up + gather")
+    ax.set(xlabel="seconds", title=f"{block} block: {rs[0]['images']} images, batch {rs[0]['batch_size']}")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+for r in rows:
+    if r["processes"] > 1:
+        print(f"{r['block']:5s}: speed-up of 2 processes x 1 thread over 1 process x "
+              f"{max(bench['config']['single_process_threads'])} threads = "
+              f"{r['speedup_vs_single_all_threads']:.2f} (training time), "
+              f"{r['speedup_vs_single_all_threads_incl_startup']:.2f} counting start-up; over 1 process x 1 "
+              f"thread = {r['speedup_vs_single_1_thread']:.2f}; bit-identical to 1 process x 1 thread: "
+              f"{r['equal_to_single_1_thread']}")
 
 # %% [markdown]
 # Read the numbers honestly:
@@ -339,24 +323,23 @@ for r in live_lat:
     print(f"{r['kind']:8s} (noise={r['noise']}) batch 1: {r['median_ms']:6.2f} ms = {r['ms_per_block']:.2f} ms x T")
 
 # %%
-bench = load_bench("inference")
-if bench:
-    rows = bench["rows"]
-    groups = sorted({(r["block"], r["batch_size"]) for r in rows}, key=lambda g: (g[0] != "small", g[1]))
-    variants = [("noprop", True, "NoProp-DT chain (noise)"), ("noprop", False, "NoProp-DT chain (noise-free)"),
-                ("backprop", False, "backprop forward")]
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    for i, (kind, noise, label) in enumerate(variants):
-        vals = [next(r["median_ms"] / r["batch_size"] for r in rows if (r["block"], r["batch_size"]) == g
-                     and r["kind"] == kind and r["noise"] == noise) for g in groups]
-        ax.bar([j + 0.27 * i for j in range(len(groups))], vals, width=0.25, label=label)
-    ax.set_xticks([j + 0.27 for j in range(len(groups))], [f"{b}, batch {n}" for b, n in groups])
-    ax.set(yscale="log", ylabel="ms per image (median)", title=f"Inference latency, T = {bench['config']['T']}")
-    ax.legend(fontsize=8)
-    plt.show()
-    for r in rows:
-        print(f"{r['block']:5s} batch {r['batch_size']:3d} {r['kind']:8s} noise={r['noise']!s:5s} "
-              f"{r['median_ms']:8.2f} ms  ({r['relative_to_backprop']:.2f} x backprop)")
+bench = bench_result("inference")
+rows = bench["rows"]
+groups = sorted({(r["block"], r["batch_size"]) for r in rows}, key=lambda g: (g[0] != "small", g[1]))
+variants = [("noprop", True, "NoProp-DT chain (noise)"), ("noprop", False, "NoProp-DT chain (noise-free)"),
+            ("backprop", False, "backprop forward")]
+fig, ax = plt.subplots(figsize=(8, 3.2))
+for i, (kind, noise, label) in enumerate(variants):
+    vals = [next(r["median_ms"] / r["batch_size"] for r in rows if (r["block"], r["batch_size"]) == g
+                 and r["kind"] == kind and r["noise"] == noise) for g in groups]
+    ax.bar([j + 0.27 * i for j in range(len(groups))], vals, width=0.25, label=label)
+ax.set_xticks([j + 0.27 for j in range(len(groups))], [f"{b}, batch {n}" for b, n in groups])
+ax.set(yscale="log", ylabel="ms per image (median)", title=f"Inference latency, T = {bench['config']['T']}")
+ax.legend(fontsize=8)
+plt.show()
+for r in rows:
+    print(f"{r['block']:5s} batch {r['batch_size']:3d} {r['kind']:8s} noise={r['noise']!s:5s} "
+          f"{r['median_ms']:8.2f} ms  ({r['relative_to_backprop']:.2f} x backprop)")
 
 # %% [markdown]
 # ## 5. Summary
@@ -376,10 +359,42 @@ if bench:
 # %% [markdown]
 # ## 6. Exercises
 #
-# **Exercise 1 (memory model).** From the benchmark's paper-block rows at the largest batch,
-# estimate one block's activation memory $A$ from NoProp-DT's peak ($\approx 2P + P/T + A$, with
+# Each exercise has a cell that prepares what it needs and defines a check, a cell with the function
+# to write (it raises `NotImplementedError` until you fill it in, then the check runs on your
+# version), and the solution.
+#
+# **Exercise 1 (memory model).** From the benchmark's paper-block rows, estimate one block's
+# activation memory $A$ from NoProp-DT's measured peak ($\approx 2P + P/T + A$, with
 # $P$ = `param_bytes`: AdamW state, one block's gradients, one block's activations) and predict
-# backprop's peak ($\approx 2P + P + T A$). How close is the prediction to the measurement?
+# backprop's peak ($\approx 2P + P + T A$: AdamW state, all gradients, all $T$ blocks'
+# activations). How close is the prediction to the measurement?
+
+# %%
+mem = bench_result("memory")
+paper_rows = sorted((r for r in mem["rows"] if r["block"] == "paper" and r["allocator"] == "fixed"),
+                    key=lambda r: r["batch_size"])
+paper_pairs = [(next(r for r in paper_rows if r["batch_size"] == b and r["kind"] == "noprop"),
+                next(r for r in paper_rows if r["batch_size"] == b and r["kind"] == "backprop"))
+               for b in sorted({r["batch_size"] for r in paper_rows})]
+
+
+def check_memory_model(predict) -> None:
+    """Plot predicted against measured backprop peaks; the model must get the order of magnitude."""
+    batches = [nop["batch_size"] for nop, _ in paper_pairs]
+    measured = [bp["peak_delta_mib"] for _, bp in paper_pairs]
+    predicted = [predict(nop["peak_delta_bytes"], nop["param_bytes"], mem["config"]["T"]) / 2**20
+                 for nop, _ in paper_pairs]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(batches, measured, "o-", label="backprop, measured")
+    ax.plot(batches, predicted, "s--", label="backprop, predicted from NoProp-DT")
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="peak - idle (MiB)",
+           title="Exercise 1: paper block, memory model")
+    ax.legend(fontsize=8)
+    plt.show()
+    for b, m, p_ in zip(batches, measured, predicted):
+        print(f"batch {b:4d}: predicted {p_:6.0f} MiB, measured {m:6.0f} MiB, ratio {p_ / m:.2f}")
+    assert all(0.5 < p_ / m < 2.5 for m, p_ in zip(measured, predicted)), "prediction off by more than 2.5x"
+
 
 # %% tags=["raises-exception"]
 def predict_backprop_peak(noprop_peak: float, param_bytes: float, T: int) -> float:
@@ -387,75 +402,107 @@ def predict_backprop_peak(noprop_peak: float, param_bytes: float, T: int) -> flo
     raise NotImplementedError("estimate A from NoProp-DT's peak, then return 3 P + T A")
 
 
+check_memory_model(predict_backprop_peak)
+
+
 # %% tags=["solution"]
 def predict_backprop_peak(noprop_peak: float, param_bytes: float, T: int) -> float:
     """Backprop's predicted peak above idle (bytes) from NoProp-DT's measured one."""
-    A = noprop_peak - 2 * param_bytes - param_bytes / T   # one block's activations (and temporaries)
+    # NoProp-DT: peak = 2P (AdamW) + P/T (one block's gradients) + A (one block's activations)
+    A = noprop_peak - 2 * param_bytes - param_bytes / T
+    # backprop: peak = 2P (AdamW) + P (all gradients) + T A (all blocks' activations)
     return 3 * param_bytes + T * A
 
 
-bench = load_bench("memory")
-if bench:
-    paper = [r for r in bench["rows"] if r["block"] == "paper" and r["allocator"] == "fixed"]
-    b = max(r["batch_size"] for r in paper)
-    nop = next(r for r in paper if r["batch_size"] == b and r["kind"] == "noprop")
-    bp = next(r for r in paper if r["batch_size"] == b and r["kind"] == "backprop")
-    pred = predict_backprop_peak(nop["peak_delta_bytes"], nop["param_bytes"], bench["config"]["T"])
-    print(f"batch {b}: predicted backprop peak {pred / 2**20:.0f} MiB, measured {bp['peak_delta_mib']:.0f} MiB")
+check_memory_model(predict_backprop_peak)
 
 # %% [markdown]
 # The model is rough: NoProp-DT's peak also holds temporaries that exist once per backward pass
 # (gradients of the activations, workspace of the convolutions), and multiplying them by $T$
-# over-counts; backprop's measured peak is then below the prediction. The order of magnitude,
-# and the factor of about $T$ on the activations, are right.
+# over-counts; backprop's measured peak is then below the prediction, most at small batches where
+# such fixed costs weigh most. The order of magnitude, and the factor of about $T$ on the
+# activations, are right.
 
 # %% [markdown]
 # **Exercise 2 (the coupling).** Show that a learned $W_{embed}$ couples the blocks: compute the
 # gradient of block 1's loss with respect to $W_{embed}$ and check that it is not zero (with
 # one-hot embeddings $W_{embed}$ is a buffer and has no gradient at all).
 
+# %%
+learned = NoPropDT(T=T, block="small", embedding="learned").to(S.device)
+onehot = NoPropDT(T=T, block="small", embedding="onehot").to(S.device)
+x_few, y_few = train.x[:32].to(S.device), train.y[:32].to(S.device)
+
+
+def check_coupling(grad_fn) -> None:
+    g = grad_fn(learned, x_few, y_few, t=1)
+    print(f"|d L_1 / d W_embed| = {g.norm():.4f}  (non-zero: block 1 and every other block share W_embed)")
+    assert g.shape == learned.embedding.W_embed.shape and g.norm() > 0
+    assert not onehot.embedding.W_embed.requires_grad, "one-hot W_embed should be a fixed buffer"
+    print("one-hot W_embed requires_grad:", onehot.embedding.W_embed.requires_grad)
+
+
 # %% tags=["raises-exception"]
 def grad_of_block_loss_wrt_W_embed(model: NoPropDT, x: torch.Tensor, y: torch.Tensor, t: int = 1) -> torch.Tensor:
+    """d (block t's loss) / d W_embed."""
     raise NotImplementedError("use model.block_loss(t, x, y) and torch.autograd.grad")
+
+
+check_coupling(grad_of_block_loss_wrt_W_embed)
 
 
 # %% tags=["solution"]
 def grad_of_block_loss_wrt_W_embed(model: NoPropDT, x: torch.Tensor, y: torch.Tensor, t: int = 1) -> torch.Tensor:
+    """d (block t's loss) / d W_embed."""
     loss = model.block_loss(t, x, y)
     (grad,) = torch.autograd.grad(loss, model.embedding.W_embed)
     return grad
 
 
-learned = NoPropDT(T=T, block="small", embedding="learned")
-g = grad_of_block_loss_wrt_W_embed(learned, train.x[:32], train.y[:32])
-print(f"|d L_1 / d W_embed| = {g.norm():.4f}  (non-zero: block 1 and every other block share W_embed)")
-assert g.norm() > 0
+check_coupling(grad_of_block_loss_wrt_W_embed)
 
 # %% [markdown]
-# **Exercise 3 (parallel efficiency).** From `results/bench_parallel.json`, compute for each block
+# **Exercise 3 (parallel efficiency).** From the shipped parallel benchmark, compute for each block
 # size the parallel efficiency of the 2-process run relative to one process with one thread:
-# (single-process time) / (2 x parallel time). What limits it at 1?
+# (single-process time) / (processes x parallel time). What limits it at 1?
+
+# %%
+par = bench_result("parallel")
+
+
+def check_efficiency(efficiency) -> None:
+    for r in par["rows"]:
+        if r["processes"] > 1:
+            one = next(o for o in par["rows"] if o["block"] == r["block"] and o["processes"] == 1
+                       and o["threads_per_process"] == 1)
+            eff = efficiency(one["train_seconds"], r["train_seconds"], r["processes"])
+            print(f"{r['block']:5s} block: {one['train_seconds']:.2f} s on 1 process x 1 thread, "
+                  f"{r['train_seconds']:.2f} s on {r['processes']} processes: efficiency {eff:.2f}")
+            # the benchmark stored the speed-up over 1 process x 1 thread: efficiency = speed-up / processes
+            assert abs(eff - r["speedup_vs_single_1_thread"] / r["processes"]) < 1e-9
+
 
 # %% tags=["raises-exception"]
 def parallel_efficiency(single_seconds: float, parallel_seconds: float, processes: int) -> float:
+    """Speed-up per process: 1 means every process did useful work all the time."""
     raise NotImplementedError
+
+
+check_efficiency(parallel_efficiency)
 
 
 # %% tags=["solution"]
 def parallel_efficiency(single_seconds: float, parallel_seconds: float, processes: int) -> float:
+    """Speed-up per process: 1 means every process did useful work all the time."""
+    # efficiency = (t_single / t_parallel) / processes
     return single_seconds / (processes * parallel_seconds)
 
 
-bench = load_bench("parallel")
-if bench:
-    for r in bench["rows"]:
-        if r["processes"] > 1:
-            one = next(o for o in bench["rows"] if o["block"] == r["block"] and o["processes"] == 1
-                       and o["threads_per_process"] == 1)
-            eff = parallel_efficiency(one["train_seconds"], r["train_seconds"], r["processes"])
-            print(f"{r['block']:5s} block: efficiency {eff:.2f}")
+check_efficiency(parallel_efficiency)
+
+# %% [markdown]
 # Below 1: every process loads and indexes every minibatch, rank 0 also trains the classifier
-# (uneven work), the two processes share memory bandwidth and caches. Above 1 (it can happen):
-# each process works on half the blocks and their AdamW state, a smaller working set that fits
-# the caches better than the single process's; and one timing on a shared machine varies by
-# several percent.
+# (uneven work), the two processes share memory bandwidth and caches. Above 1 (it can happen, as
+# for the small block here): each process works on half the blocks and their AdamW state, a
+# smaller working set that fits the caches better than the single process's; and one timing on a
+# shared machine varies by several percent.

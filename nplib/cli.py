@@ -180,7 +180,7 @@ def _register_optional_commands() -> None:
     """Subcommands that live in their own modules (for example ``forecast``)."""
     import importlib
 
-    for mod in ("forecast_cli", "student"):
+    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce"):
         try:
             m = importlib.import_module(f"nplib.{mod}")
         except ModuleNotFoundError as err:

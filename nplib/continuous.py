@@ -79,6 +79,12 @@ OPEN choices made here (spec sections 3-4), each shown in notebook 05:
   ``z_0 = 0``. The anchor loss for a learned W_embed uses ``p(y | z) = softmax_k(-||z - u_k||^2)``,
   the distance-based classifier that matches the nearest-embedding prediction (and keeps the
   embeddings apart).
+
+**Devices.** Random draws follow :mod:`nplib.devices` (a ``generator`` draws on its own device,
+the result joins the images' device). The learned schedule computes on the device and in the dtype
+of the ``t`` it is given; the network moves a time tensor to its own device. The sampler's
+coefficients and the time grid ``t`` of a returned trajectory are float64 CPU tensors (read as
+Python floats, and ready for plotting); ``z`` lives on the model's device.
 """
 from __future__ import annotations
 
@@ -89,6 +95,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import BlockConfig, conv_path
+from .devices import draw_device, rand, randn, randperm
 from .embeddings import LabelEmbedding
 from .models import EmbeddingModelMixin
 
@@ -122,7 +129,9 @@ class LearnedSchedule(nn.Module):
 
     Monotone for ANY parameter values (positive weights, increasing activations, ``g1 > g0`` by
     construction). OPEN choices: ``g0``, ``g1`` initial values (-3, +3) and ``hidden`` (16).
-    Computations follow the dtype of ``t`` (float64 for the sampler's coefficients).
+    Computations follow the device AND dtype of ``t``: the parameters are converted with
+    ``.to(t)`` (differentiably), so a float64 CPU grid ``t`` gives float64 CPU values (float64 for
+    the sampler's coefficients, CPU arrays for plots) whatever device the model is on.
     """
 
     def __init__(self, g0: float = -3.0, g1: float = 3.0, hidden: int = 16, learn_endpoints: bool = True):
@@ -137,7 +146,7 @@ class LearnedSchedule(nn.Module):
         self.raw_w1 = nn.Parameter(torch.tensor(_inv_softplus(1.0)))
         self.raw_w2 = nn.Parameter(torch.full((hidden,), _inv_softplus(0.05)))
         gen = torch.Generator().manual_seed(1234)  # fixed, so that every model starts from the same schedule
-        self.raw_w3 = nn.Parameter(torch.randn(hidden, generator=gen) + _inv_softplus(5.0))
+        self.raw_w3 = nn.Parameter(randn(hidden, generator=gen) + _inv_softplus(5.0))
         self.b = nn.Parameter(torch.linspace(-5.0, 0.0, hidden))
 
     @property
@@ -146,13 +155,13 @@ class LearnedSchedule(nn.Module):
 
     def gt(self, t: torch.Tensor) -> torch.Tensor:
         """The unnormalised monotone network ``gt(t)`` (same shape as ``t``)."""
-        dt = t.dtype
-        w1 = F.softplus(self.raw_w1.to(dt))
-        w2 = F.softplus(self.raw_w2.to(dt))
-        w3 = F.softplus(self.raw_w3.to(dt))
+        # the parameters join t: its device and dtype
+        w1 = F.softplus(self.raw_w1.to(t))
+        w2 = F.softplus(self.raw_w2.to(t))
+        w3 = F.softplus(self.raw_w3.to(t))
         tt = t.unsqueeze(-1)
         # gt(t) = w_1 t + sum_j w_2j sigmoid(w_3j t + b_j)
-        return w1 * t + (w2 * torch.sigmoid(w3 * tt + self.b.to(dt))).sum(-1)
+        return w1 * t + (w2 * torch.sigmoid(w3 * tt + self.b.to(t))).sum(-1)
 
     def gamma(self, t: torch.Tensor) -> torch.Tensor:
         """``gamma(t) = g0 + (g1 - g0)(1 - gbar(t))``; ``t`` is a tensor with values in [0, 1]."""
@@ -161,8 +170,8 @@ class LearnedSchedule(nn.Module):
         ends = self.gt(torch.tensor([0.0, 1.0], dtype=t.dtype, device=t.device))
         # gbar(t) = (gt(t) - gt(0)) / (gt(1) - gt(0))
         gbar = (self.gt(t) - ends[0]) / (ends[1] - ends[0])
-        g0 = self.g0.to(t.dtype)
-        g1 = self.g1.to(t.dtype)
+        g0 = self.g0.to(t)
+        g1 = self.g1.to(t)
         # gamma(t) = g0 + (g1 - g0)(1 - gbar(t))
         return g0 + (g1 - g0) * (1 - gbar)
 
@@ -292,7 +301,8 @@ class ContinuousNet(nn.Module):
         w = self.fuse.weight
         if not torch.is_tensor(t):
             t = torch.tensor([float(t)], dtype=w.dtype, device=w.device)
-        emb = sinusoidal_embedding(t.to(w.dtype).reshape(-1), self.time_dim)
+        # a time tensor from anywhere (e.g. a float64 CPU grid) joins the network's device and dtype
+        emb = sinusoidal_embedding(t.to(device=w.device, dtype=w.dtype).reshape(-1), self.time_dim)
         return F.linear(self.time_path(emb), w[:, 2 * h:])
 
     def logits_from_features(self, feat_x: torch.Tensor, z: torch.Tensor, feat_t: torch.Tensor) -> torch.Tensor:
@@ -320,12 +330,15 @@ def stratified_times(batch: int, generator: torch.Generator | None = None, devic
     """``batch`` times in [0, 1): ``t_i = (i + u) / B``, one ``u ~ U[0,1)``, shuffled (each t_i ~ U[0,1]).
 
     Introduced in notebooks/05_continuous_time_and_flow_matching, section 2 (an OPEN choice that
-    lowers the variance of the time average without biasing it).
+    lowers the variance of the time average without biasing it). The times are drawn where
+    ``generator`` lives (the CPU without one) and returned on ``device`` (rule of :mod:`nplib.devices`).
     """
     _check_int("batch", batch)
-    u = torch.rand(1, generator=generator)
-    t = (torch.arange(batch, dtype=torch.float32) + u) / batch
-    t = t[torch.randperm(batch, generator=generator)]
+    where = draw_device(generator, "cpu")
+    u = rand(1, generator=generator, device=where)
+    # t_i = (i + u) / B
+    t = (torch.arange(batch, dtype=torch.float32, device=where) + u) / batch
+    t = t[randperm(batch, generator=generator, device=where)]
     return t.to(device) if device is not None else t
 
 
@@ -337,7 +350,7 @@ def fm_path(z_0: torch.Tensor, z_1: torch.Tensor, t: torch.Tensor, sigma: float 
     """
     if z_0.shape != z_1.shape:
         raise ValueError(f"z_0 has shape {tuple(z_0.shape)} but z_1 has shape {tuple(z_1.shape)}")
-    tt = t.reshape(-1, *([1] * (z_0.ndim - 1)))
+    tt = t.to(z_0.device).reshape(-1, *([1] * (z_0.ndim - 1)))   # t joins z on its device
     # z_t = t z_1 + (1 - t) z_0
     z_t = tt * z_1 + (1 - tt) * z_0
     if sigma:
@@ -403,7 +416,7 @@ class _ContinuousModel(EmbeddingModelMixin, nn.Module):
     def _initial_z(self, batch: int, noise: bool, generator, device) -> torch.Tensor:
         if noise:
             # z_0 ~ N(0, I)
-            return torch.randn(batch, self.d, generator=generator, device=device)
+            return randn(batch, self.d, generator=generator, device=device)
         return torch.zeros(batch, self.d, device=device)
 
     def _no_decay_parameters(self) -> list[nn.Parameter]:
@@ -502,7 +515,7 @@ class NoPropCT(_ContinuousModel):
         # t ~ U[0, 1]  (stratified over the batch)
         t = stratified_times(B, generator, device=x.device)
         gamma, dsnr = self.schedule.snr_derivative(t, create_graph=True)
-        eps = torch.randn(u_y.shape, generator=generator, device=x.device)
+        eps = randn(u_y.shape, generator=generator, device=x.device)
         # z_t = sqrt(alpha_bar(t)) u_y + sqrt(1 - alpha_bar(t)) eps,  alpha_bar = sigmoid(-gamma)
         z_t = torch.sigmoid(-gamma).sqrt().unsqueeze(1) * u_y + torch.sigmoid(gamma).sqrt().unsqueeze(1) * eps
         u_hat, _ = self.u_hat(x, z_t, t)
@@ -510,7 +523,7 @@ class NoPropCT(_ContinuousModel):
         denoise = (0.5 * self.eta * dsnr * (u_hat - u_y).pow(2).sum(dim=1)).mean()
         # z_1 ~ q(z_1 | y):  the classifier is trained on noised LABELS
         gamma_1 = self.schedule.gamma(torch.ones(1, device=x.device))[0]
-        eps1 = torch.randn(u_y.shape, generator=generator, device=x.device)
+        eps1 = randn(u_y.shape, generator=generator, device=x.device)
         z_1 = torch.sigmoid(-gamma_1).sqrt() * u_y + torch.sigmoid(gamma_1).sqrt() * eps1
         # -log p(y | z_1)
         ce = F.cross_entropy(self.classifier(z_1), y)
@@ -541,7 +554,7 @@ class NoPropCT(_ContinuousModel):
             # z_t = a u_hat(z_s, x, s) + b z_s + sqrt(c) eps
             z = a * u_hat + b * z
             if noise:
-                z = z + math.sqrt(c) * torch.randn(z.shape, generator=generator, device=z.device)
+                z = z + math.sqrt(c) * randn(z.shape, generator=generator, device=z.device)
             if return_trajectory:
                 zs.append(z)
         logits = self.classifier(z)
@@ -592,9 +605,9 @@ class NoPropFM(_ContinuousModel):
         self._check_x(x)
         B = x.shape[0]
         z_1 = self.embedding(y)
-        z_0 = torch.randn(z_1.shape, generator=generator, device=x.device)
+        z_0 = randn(z_1.shape, generator=generator, device=x.device)
         t = stratified_times(B, generator, device=x.device)
-        eps = torch.randn(z_1.shape, generator=generator, device=x.device) if self.sigma else None
+        eps = randn(z_1.shape, generator=generator, device=x.device) if self.sigma else None
         z_t = fm_path(z_0, z_1, t, self.sigma, eps)
         v = self.velocity(x, z_t, t)
         # ||v(z_t, x, t) - (z_1 - z_0)||^2

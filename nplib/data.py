@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["DATASETS", "DatasetNotFoundError", "TensorData", "TensorLoader", "data_root", "smoke_mode",
-           "load_dataset", "load_train_test", "SMOKE_SIZES"]
+           "load_dataset", "load_train_test", "SMOKE_SIZES", "CIFAR_FILES", "write_synthetic_cifar"]
 
 #: name -> (torchvision class name, image shape, classes, per-channel mean, per-channel std)
 DATASETS = {
@@ -119,19 +119,70 @@ class TensorLoader:
             yield self.data.x[idx], self.data.y[idx]
 
 
-def _missing_message(name: str, cls_name: str, root: Path, reason: str) -> str:
+#: torchvision's on-disk CIFAR layout: folder, training files, test files, meta file, label key, names key
+CIFAR_FILES = {
+    "CIFAR10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+                "batches.meta", "labels", "label_names"),
+    "CIFAR100": ("cifar-100-python", ("train",), ("test",), "meta", "fine_labels", "fine_label_names"),
+}
+
+
+def _missing_message(name: str, cls_name: str, root: Path, reason: str, missing: list[str] | None = None) -> str:
     if cls_name in ("MNIST", "FashionMNIST"):
         files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"]
         where = root / cls_name / "raw"
         what = ", ".join(files) + " (or the same names with .gz)"
     else:
-        base = "cifar-10-batches-py" if cls_name == "CIFAR10" else "cifar-100-python"
+        base, train_files, test_files, meta, _, _ = CIFAR_FILES[cls_name]
         archive = "cifar-10-python.tar.gz" if cls_name == "CIFAR10" else "cifar-100-python.tar.gz"
         where = root
-        what = f"the folder {base}/ (unpacked from {archive})"
+        names = missing or [f"{base}/{f}" for f in (*train_files, *test_files, meta)]
+        what = f"the folder {base}/ (unpacked from {archive}; missing: {', '.join(names)})"
     return (f"dataset {name!r} was not found under the data root {root} and could not be downloaded "
             f"({reason}). Put {what} in {where}, or point NPLIB_DATA at a folder that holds them.")
+
+
+def _cifar_missing(cls_name: str, root: Path, train: bool) -> list[str]:
+    base, train_files, test_files, meta, _, _ = CIFAR_FILES[cls_name]
+    wanted = (*(train_files if train else test_files), meta)
+    return [f"{base}/{f}" for f in wanted if not (root / base / f).is_file()]
+
+
+def _read_cifar(cls_name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Read torchvision's CIFAR pickles directly: uint8 images (N, 32, 32, 3), labels, class names.
+
+    The files are the ones ``torchvision.datasets.CIFAR10/100`` reads (``data``: N x 3072 uint8 rows,
+    channel-major; labels under ``labels`` or ``fine_labels``). Unlike torchvision we do not check
+    their md5 sums, so a copy re-packed elsewhere (or a test's small synthetic file) loads as well.
+    """
+    import pickle
+
+    import numpy as np
+
+    base, train_files, test_files, meta, label_key, names_key = CIFAR_FILES[cls_name]
+    data, labels = [], []
+    for f in (train_files if train else test_files):
+        path = root / base / f
+        try:
+            with open(path, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")
+            arr = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            lab = list(entry[label_key])
+        except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+            raise ValueError(f"{path} is not a CIFAR batch file in torchvision's format "
+                             f"({type(err).__name__}: {err})") from None
+        if len(lab) != arr.shape[0]:
+            raise ValueError(f"{path}: {arr.shape[0]} images but {len(lab)} labels")
+        data.append(arr)
+        labels.extend(lab)
+    try:
+        with open(root / base / meta, "rb") as fh:
+            classes = tuple(pickle.load(fh, encoding="latin1")[names_key])
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError) as err:
+        raise ValueError(f"{root / base / meta} is not a CIFAR meta file ({type(err).__name__}: {err})") from None
+    x = torch.from_numpy(np.concatenate(data).transpose(0, 2, 3, 1).copy())   # (N, H, W, C), as torchvision
+    return x, torch.as_tensor(labels, dtype=torch.long), classes
 
 
 def load_dataset(name: str, train: bool = True, root: str | Path | None = None,
@@ -140,7 +191,9 @@ def load_dataset(name: str, train: bool = True, root: str | Path | None = None,
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 0 (setup).
     Downloads into the data root on first use; when the files are missing and the download fails,
-    raises :class:`DatasetNotFoundError` naming the files and where to put them.
+    raises :class:`DatasetNotFoundError` naming the files and where to put them. CIFAR files are
+    read directly from torchvision's layout (``cifar-10-batches-py/data_batch_1..5, test_batch,
+    batches.meta``; ``cifar-100-python/train, test, meta``); torchvision only downloads them.
     """
     key = name.lower().replace("-", "").replace("_", "")
     if key not in DATASETS:
@@ -151,30 +204,45 @@ def load_dataset(name: str, train: bool = True, root: str | Path | None = None,
     cls = getattr(tvd, cls_name)
     root = Path(root) if root is not None else data_root()
     no_download = os.environ.get("NPLIB_NO_DOWNLOAD", "").strip() not in ("", "0")
-    try:
-        ds = cls(str(root), train=train, download=False)
-    except RuntimeError:
-        if not download or no_download:
-            why = "downloads are disabled by NPLIB_NO_DOWNLOAD" if no_download else "download=False"
-            raise DatasetNotFoundError(_missing_message(key, cls_name, root, why)) from None
+    why = "downloads are disabled by NPLIB_NO_DOWNLOAD" if no_download else "download=False"
+    if cls_name in CIFAR_FILES:
+        missing = _cifar_missing(cls_name, root, train)
+        if missing:
+            if not download or no_download:
+                raise DatasetNotFoundError(_missing_message(key, cls_name, root, why, missing))
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                cls(str(root), train=train, download=True)
+            except Exception as err:  # no network, a read-only root, a checksum failure...
+                raise DatasetNotFoundError(_missing_message(key, cls_name, root, f"{type(err).__name__}: {err}",
+                                                            missing)) from None
+        data, targets, classes = _read_cifar(cls_name, root, train)
+    else:
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            ds = cls(str(root), train=train, download=True)
-        except Exception as err:  # no network, a read-only root, a checksum failure...
-            raise DatasetNotFoundError(_missing_message(key, cls_name, root, f"{type(err).__name__}: {err}")) from None
-    data = ds.data
+            ds = cls(str(root), train=train, download=False)
+        except RuntimeError:
+            if not download or no_download:
+                raise DatasetNotFoundError(_missing_message(key, cls_name, root, why)) from None
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                ds = cls(str(root), train=train, download=True)
+            except Exception as err:  # no network, a read-only root, a checksum failure...
+                raise DatasetNotFoundError(_missing_message(key, cls_name, root, f"{type(err).__name__}: {err}")) from None
+        data, targets, classes = ds.data, ds.targets, tuple(getattr(ds, "classes", ()))
     x = torch.as_tensor(data) if not isinstance(data, torch.Tensor) else data
     x = x.float().div_(255.0)
     if x.ndim == 3:           # MNIST-like: (N, H, W)
         x = x.unsqueeze(1)
     else:                     # CIFAR: (N, H, W, C)
         x = x.permute(0, 3, 1, 2).contiguous()
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"dataset {key!r} under {root} has images of shape {tuple(x.shape[1:])}, expected {shape}")
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
+    # x = (x - mean_c) / std_c      (the training set's per-channel statistics)
     x = (x - m) / s
-    y = torch.as_tensor(ds.targets, dtype=torch.long)
-    assert tuple(x.shape[1:]) == shape, (x.shape, shape)
-    return TensorData(x, y, key, tuple(str(c) for c in getattr(ds, "classes", ())))
+    y = torch.as_tensor(targets, dtype=torch.long)
+    return TensorData(x, y, key, tuple(str(c) for c in classes))
 
 
 def load_train_test(name: str, root: str | Path | None = None, download: bool = True,
@@ -195,3 +263,38 @@ def load_train_test(name: str, root: str | Path | None = None, download: bool = 
     if test_size:
         test = test.subset(test_size, seed=1)
     return train, test
+
+
+def write_synthetic_cifar(root: str | Path, which: str = "cifar10", per_file: int = 20, seed: int = 0) -> Path:
+    """Write small random CIFAR files in torchvision's real on-disk format under ``root``.
+
+    Introduced for the tests and quick-mode runs of ``python -m nplib reproduce`` on machines
+    without CIFAR (README.md, "Reproducing the paper"). ``per_file`` images per batch file
+    (CIFAR-10: 5 training batches and one test batch; CIFAR-100: one ``train`` and one ``test``),
+    random pixels, labels cycling over the classes. Returns the dataset folder.
+    """
+    import pickle
+
+    import numpy as np
+
+    key = which.lower().replace("-", "").replace("_", "")
+    if key not in ("cifar10", "cifar100"):
+        raise ValueError(f"which must be 'cifar10' or 'cifar100', got {which!r}")
+    cls_name, _, m, _, _ = DATASETS[key]
+    base, train_files, test_files, meta, label_key, names_key = CIFAR_FILES[cls_name]
+    folder = Path(root) / base
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, f in enumerate((*train_files, *test_files)):
+        entry = {"batch_label": f, "data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
+                 label_key: [int(k) % m for k in range(i, i + per_file)], "filenames": [f"{f}_{k}.png" for k in range(per_file)]}
+        if key == "cifar100":
+            entry["coarse_labels"] = [k % 20 for k in entry[label_key]]
+        with open(folder / f, "wb") as fh:
+            pickle.dump(entry, fh)
+    names = {names_key: [f"class{k}" for k in range(m)]}
+    if key == "cifar100":
+        names["coarse_label_names"] = [f"super{k}" for k in range(20)]
+    with open(folder / meta, "wb") as fh:
+        pickle.dump(names, fh)
+    return folder

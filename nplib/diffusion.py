@@ -4,6 +4,10 @@ Introduced in notebooks/01_forward_diffusion_on_label_embeddings (sections 2-4).
 
 Time runs from noise (t = 0) to label (t = T); see :mod:`nplib.schedules` for the notation.
 
+Devices: the schedule's numbers enter as Python floats, so the inputs may live on any device and
+have any dtype (float64 CPU tensors included); the noise follows the rule of :mod:`nplib.devices`
+(a ``generator`` on another device than the tensors draws there and the result is moved).
+
 * Marginal (a sample of the "noised label"):
 
       z_t = sqrt(alpha_bar_t) u_y + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)
@@ -23,6 +27,7 @@ import math
 
 import torch
 
+from .devices import randn_like_on
 from .schedules import DTSchedule
 
 __all__ = ["q_sample", "posterior_step", "kl_prior", "check_t"]
@@ -36,7 +41,8 @@ def check_t(schedule: DTSchedule, t: int, lo: int = 0) -> int:
 
 
 def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator)
+    # eps ~ N(0, I) like ``like``; an explicit generator draws on its own device (nplib.devices)
+    return randn_like_on(like, generator)
 
 
 def q_sample(u_y: torch.Tensor, t: int, schedule: DTSchedule, eps: torch.Tensor | None = None,
@@ -53,6 +59,8 @@ def q_sample(u_y: torch.Tensor, t: int, schedule: DTSchedule, eps: torch.Tensor 
         eps = _noise(u_y, generator)
     elif eps.shape != u_y.shape:
         raise ValueError(f"eps has shape {tuple(eps.shape)} but u_y has shape {tuple(u_y.shape)}")
+    else:
+        eps = eps.to(u_y.device)  # a given eps joins u_y on its device
     alpha_bar_t = float(schedule.alpha_bar[t])
     # z_t = sqrt(alpha_bar_t) u_y + sqrt(1 - alpha_bar_t) eps      (sqrt! not alpha_bar_t u_y)
     return math.sqrt(alpha_bar_t) * u_y + math.sqrt(1.0 - alpha_bar_t) * eps

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .devices import draw_device, randperm
+
 __all__ = ["LabelEmbedding", "class_medoids", "EMBEDDING_KINDS"]
 
 EMBEDDING_KINDS = ("onehot", "learned", "prototype")
@@ -41,7 +43,9 @@ def class_medoids(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
         if idx.numel() == 0:
             raise ValueError(f"class {k} has no images: cannot compute its medoid")
         if max_per_class is not None and idx.numel() > max_per_class:
-            idx = idx[torch.randperm(idx.numel(), generator=generator)[:max_per_class]]
+            # drawn where ``generator`` lives (the CPU without one), then joins idx (nplib.devices)
+            perm = randperm(idx.numel(), generator=generator, device=draw_device(generator, "cpu"))
+            idx = idx[perm.to(idx.device)[:max_per_class]]
         flat = images[idx].flatten(1).double()
         dist = torch.cdist(flat, flat)  # (n, n) Euclidean distances
         # the median over the OTHER images: drop the zero on the diagonal

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import TensorData, TensorLoader
+from .devices import make_generator, model_device, randn, randperm
 from .diffusion import posterior_step
 from .models import BackpropBaseline, NoPropDT
 
@@ -100,7 +101,8 @@ def run_chain(model, x: torch.Tensor, noise: bool = False, generator: torch.Gene
     Returns a dict with ``logits`` (batch, m) of the classifier on z_T, ``z`` (T+1, batch, d) the
     chain's states, ``u_hat`` (T, batch, d) and ``block_logits`` (T, batch, m) the blocks' outputs.
     With ``z_mode="chain"`` the logits are those of ``model.sample(x, noise, generator)`` for the
-    same generator state. The model is put in eval mode for the call.
+    same generator state. The model is put in eval mode for the call. ``x`` must be on the model's
+    device; ``generator`` may be on any device (it draws there, :mod:`nplib.devices`).
     """
     if z_mode not in Z_MODES:
         raise ValueError(f"unknown z_mode {z_mode!r}; choose one of {Z_MODES}")
@@ -111,10 +113,10 @@ def run_chain(model, x: torch.Tensor, noise: bool = False, generator: torch.Gene
         zs, u_hats, block_logits = [z], [], []
         for t in range(1, model.T + 1):
             if z_mode == "shuffle":
-                perm = torch.randperm(batch, generator=generator, device=x.device)
+                perm = randperm(batch, generator=generator, device=x.device)
                 z = z[perm]
             elif z_mode == "prior":
-                z = torch.randn(z.shape, generator=generator, device=x.device)
+                z = randn(z.shape, generator=generator, device=x.device)
             elif z_mode == "zeros":
                 z = torch.zeros_like(z)
             u_hat, logits_t = model.u_hat(t, x, z)
@@ -137,7 +139,7 @@ def classify_batch(model, x: torch.Tensor, noise: bool = False, generator: torch
     ``generator`` is given. Only the images are used: there is no label argument.
     """
     if generator is None and seed is not None:
-        generator = torch.Generator(device=x.device).manual_seed(seed)
+        generator = make_generator(x.device, seed)
     with _EvalMode(model):
         logits = model.sample(x, noise=noise, generator=generator)
     probs = F.softmax(logits, dim=1)
@@ -176,16 +178,18 @@ def chain_predictions(model, x: torch.Tensor, noise: bool = False, generator: to
 
 @torch.no_grad()
 def per_step_accuracy(model, data: TensorData, noise: bool = False, seed: int = 0, batch_size: int = 1000,
-                      z_mode: str = "chain", device="cpu") -> dict:
+                      z_mode: str = "chain", device=None) -> dict:
     """Accuracy of every prediction of :func:`chain_predictions` on ``data``, as numpy arrays.
 
     Introduced in notebooks/04_noprop_dt_mnist, section 3. ``u_hat`` and ``block`` have T entries
     (step t at position t - 1); ``classifier_z`` and ``nearest_z`` have T + 1 (t = 0..T); ``model``
-    is a float. The labels of ``data`` are used only to score the predictions.
+    is a float. The labels of ``data`` are used only to score the predictions. ``device`` (default:
+    the model's) is where the batches go; the noise comes from a generator seeded on it.
     """
     if len(data) == 0:
         raise ValueError("per_step_accuracy needs a non-empty data set")
-    g = torch.Generator(device=device).manual_seed(seed)
+    device = model_device(model) if device is None else torch.device(device)
+    g = make_generator(device, seed)
     correct: dict[str, torch.Tensor | float] = {}
     for x, y in _batches(data, batch_size):
         x, y = x.to(device), y.to(device)
@@ -214,7 +218,7 @@ ABLATION_LABELS = {
 
 @torch.no_grad()
 def ablation(model, data: TensorData, noise: bool = False, seed: int = 0, batch_size: int = 1000,
-             device="cpu") -> dict:
+             device=None) -> dict:
     """How much of the accuracy does the chain carry? Test accuracy of each variant of
     :data:`ABLATION_LABELS`.
 
@@ -229,9 +233,10 @@ def ablation(model, data: TensorData, noise: bool = False, seed: int = 0, batch_
     * ``shuffle`` / ``prior`` / ``zeros``: the whole chain with the latent each block receives
       replaced (see :func:`run_chain`), classifier on the resulting z_T.
 
-    Returns ``{name: accuracy}`` (floats in [0, 1]).
+    Returns ``{name: accuracy}`` (floats in [0, 1]). ``device`` defaults to the model's.
     """
-    g = torch.Generator(device=device).manual_seed(seed)
+    device = model_device(model) if device is None else torch.device(device)
+    g = make_generator(device, seed)
     T = model.T
     hits = {k: 0 for k in ABLATION_LABELS}
     with _EvalMode(model):
@@ -242,7 +247,7 @@ def ablation(model, data: TensorData, noise: bool = False, seed: int = 0, batch_
             hits["chain_last_block"] += int((pred["u_hat"][T - 1] == y).sum())
             hits["first_block"] += int((pred["u_hat"][0] == y).sum())
             z_shape = (x.shape[0], model.d)
-            for name, z in (("last_block_prior", torch.randn(z_shape, generator=g, device=device)),
+            for name, z in (("last_block_prior", randn(z_shape, generator=g, device=device)),
                             ("last_block_zeros", torch.zeros(z_shape, device=device))):
                 u_hat, _ = model.u_hat(T, x, z)
                 hits[name] += int((_nearest_class(u_hat, model.W_embed) == y).sum())
@@ -282,10 +287,13 @@ def estimate_epoch_seconds(model, data: TensorData, batches: int = 10, batch_siz
 
     Introduced in notebooks/04_noprop_dt_mnist, section 1 (choosing a block that fits the CPU
     budget). The model's parameters ARE updated, so call it on a fresh model you will throw away.
+    The batches go to the model's device (on a GPU each step is timed to its end).
     Returns ``seconds_per_batch`` and ``seconds_per_epoch``.
     """
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
+    device = model_device(model)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
     model.train()
     opts = model.configure_optimizers(lr=lr, weight_decay=weight_decay)
     loader = TensorLoader(data, batch_size=batch_size, shuffle=True, seed=0)
@@ -297,8 +305,11 @@ def estimate_epoch_seconds(model, data: TensorData, batches: int = 10, batch_siz
         except StopIteration:
             it = iter(loader)
             x, y = next(it)
+        x, y = x.to(device), y.to(device)
+        sync(device)
         t0 = time.perf_counter()
         model.training_step(x, y, opts)
+        sync(device)
         if i >= warmup:
             steps.append(time.perf_counter() - t0)
     per_batch = float(np.median(steps))

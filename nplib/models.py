@@ -29,6 +29,11 @@ batch is loaded once instead of T times.
 **Inference.** The chain above from ``z_0``. ``noise=True`` is the paper's stochastic chain.
 ``noise=False`` is the deterministic variant: ``z_0 = 0`` (the prior's mean) and ``eps_t = 0``, so
 the prediction is a fixed function of ``x``. Labels are never used at inference.
+
+**Devices.** ``model.to(device)`` moves the blocks, the classifier and ``W_embed``; the schedule
+stays a float64 CPU object read as Python floats. ``sample``/``predict`` take a ``generator`` on
+any device: it draws the noise on its own device and the result is moved to the images' device
+(:mod:`nplib.devices`), so a CPU generator gives the same ``z_0`` on the CPU and on a GPU.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import BlockConfig, DenoisingBlock
+from .devices import randn
 from .diffusion import kl_prior, posterior_step, q_sample
 from .embeddings import LabelEmbedding
 from .schedules import DTSchedule, make_schedule
@@ -119,8 +125,8 @@ class _BlockStack(EmbeddingModelMixin, nn.Module):
 
     def _initial_z(self, batch: int, noise: bool, generator, device) -> torch.Tensor:
         if noise:
-            # z_0 ~ N(0, I)
-            return torch.randn(batch, self.d, generator=generator, device=device)
+            # z_0 ~ N(0, I)      (on ``device``; a generator elsewhere draws there, nplib.devices)
+            return randn(batch, self.d, generator=generator, device=device)
         return torch.zeros(batch, self.d, device=device)
 
 

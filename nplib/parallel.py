@@ -70,6 +70,7 @@ from pathlib import Path
 import torch
 
 from .data import TensorData, TensorLoader
+from .devices import make_generator
 from .models import BackpropBaseline, NoPropDT
 from .train import set_seed
 
@@ -411,7 +412,7 @@ def measure_inference_latency(kind: str, block="small", batch_size: int = 1, rep
     model = build_model(kind, image_shape=image_shape, num_classes=num_classes, T=T, block=block).to(device)
     model.eval()
     x = synthetic_data(batch_size, image_shape, num_classes, seed).x.to(device)
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = make_generator(device, seed)
 
     def timed(fn) -> list[float]:
         for _ in range(warmup):

@@ -8,6 +8,11 @@ Conventions: time runs from noise (t = 0) to label (t = T); arrays indexed t = 1
 ``a``, ``b``, ``c``) hold block t at position t - 1 (see :mod:`nplib.schedules`). Bad input raises
 ``ValueError``. Figures are created with ``pyplot`` so that the inline backend shows them; close
 them with ``plt.close(fig)`` when drawing many.
+
+Devices: the plots take tensors from any device (a model's ``W_embed`` on a GPU, a chain's ``z``)
+and compute on the CPU in float64; their noise comes from a CPU generator seeded with ``seed``, so a
+figure is the same whatever device its inputs came from. :func:`sample_label_trajectories` returns
+its trajectories on the device of ``u_y`` (same numbers: the CPU generator draws on the CPU).
 """
 from __future__ import annotations
 
@@ -191,7 +196,7 @@ def embedding_projection(W_embed: torch.Tensor) -> torch.Tensor:
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 2. Every latent z
     (and u_y) is drawn as ``z @ P``; for d = 2 the identity is used.
     """
-    W = torch.as_tensor(W_embed).detach().double()
+    W = torch.as_tensor(W_embed).detach().cpu().double()
     if W.ndim != 2 or W.shape[0] < 2 or W.shape[1] < 2:
         raise ValueError(f"W_embed must be (m >= 2 classes, d >= 2 dims), got shape {tuple(W.shape)}")
     if W.shape[1] == 2:
@@ -210,7 +215,7 @@ def embedding_projection(W_embed: torch.Tensor) -> torch.Tensor:
 def _check_W_sched(W_embed, schedule):
     if not isinstance(schedule, DTSchedule):
         raise ValueError(f"schedule must be a DTSchedule, got {type(schedule).__name__}")
-    W = torch.as_tensor(W_embed).detach().double()
+    W = torch.as_tensor(W_embed).detach().cpu().double()   # plots compute on the CPU
     if W.ndim != 2:
         raise ValueError(f"W_embed must be a 2-D (m, d) tensor, got shape {tuple(W.shape)}")
     return W
@@ -273,6 +278,8 @@ def sample_label_trajectories(u_y: torch.Tensor, schedule: DTSchedule, seed: int
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 4.
     ``z_0 ~ q(z_0 | y)``, then ``z_t = a_t u_y + b_t z_{t-1} + sqrt(c_t) eps`` (the posterior step
     with the TRUE label: what the chain would do if every block predicted ``u_hat_t = u_y``).
+    The noise comes from a CPU generator seeded with ``seed`` (the same numbers on every device);
+    the result is float64 on the device of ``u_y``.
     """
     if not isinstance(schedule, DTSchedule):
         raise ValueError(f"schedule must be a DTSchedule, got {type(schedule).__name__}")
@@ -298,8 +305,8 @@ def plot_label_trajectories(z: torch.Tensor, u_y: torch.Tensor, schedule: DTSche
     ``sqrt(alpha_bar_t)`` and +-1 standard deviation ``sqrt((1 - alpha_bar_t)) / ||u_y||`` when a
     schedule is given. Right: every coordinate of the first trajectory over t.
     """
-    z = torch.as_tensor(z).detach().double()
-    u_y = torch.as_tensor(u_y).detach().double()
+    z = torch.as_tensor(z).detach().cpu().double()
+    u_y = torch.as_tensor(u_y).detach().cpu().double()
     if z.ndim != 3:
         raise ValueError(f"z must be (T+1, batch, d), got shape {tuple(z.shape)}")
     if u_y.shape != z.shape[1:]:

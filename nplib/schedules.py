@@ -45,6 +45,13 @@ Choices the paper leaves open (documented here and shown in notebook 02):
 All arrays are float64 torch tensors: ``alpha``, ``alpha_bar`` and ``snr`` have ``T + 1`` entries
 (index ``t = 0 .. T``); ``snr_delta``, ``a``, ``b`` and ``c`` have ``T`` entries for
 ``t = 1 .. T`` (entry ``t - 1`` belongs to block ``t``).
+
+Devices: the arrays always live on the CPU (a schedule is not an ``nn.Module``, so
+``model.to("cuda")`` leaves it where it is, and :meth:`DTSchedule.from_alpha_bar` copies a GPU
+``alpha_bar`` to the CPU). The library reads them as Python floats (``float(schedule.a[t - 1])``),
+which combine with tensors on any device and of any dtype; one entry, ``schedule.alpha_bar[t]``,
+is a 0-dimensional CPU tensor, which torch also lets multiply a GPU tensor. For a whole array next
+to a tensor ``z``, convert it: ``schedule.alpha_bar.to(z)`` (device AND dtype of ``z``).
 """
 from __future__ import annotations
 
@@ -150,7 +157,7 @@ class DTSchedule:
     @classmethod
     def from_alpha_bar(cls, alpha_bar, kind: str = "custom") -> "DTSchedule":
         """Build every array from ``alpha_bar_t``, t = 0..T (strictly increasing, inside (0, 1))."""
-        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64).flatten().clone()
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64).cpu().flatten().clone()  # on the CPU
         if alpha_bar.numel() < 2:
             raise ValueError(f"alpha_bar needs T + 1 >= 2 entries (t = 0..T), got {alpha_bar.numel()}")
         if not torch.isfinite(alpha_bar).all():

@@ -72,6 +72,7 @@ import copy
 import csv
 import hashlib
 import math
+import os
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -82,6 +83,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import devices
 from .data import DatasetNotFoundError, data_root, smoke_mode
 from .diffusion import posterior_step, q_sample
 from .schedules import DTSchedule, make_schedule
@@ -90,9 +92,10 @@ __all__ = [
     "ETT_URL", "ETT_MD5", "ETT_COLUMNS", "SPLIT_HOURS", "HORIZONS", "LOOKBACKS", "MODES", "ETTSeries",
     "md5sum", "ett_path", "load_ett", "split_borders", "Scaler", "WindowSet", "ForecastData",
     "prepare_forecast_data", "synthetic_series", "data_from_array", "moving_average", "DLinear",
-    "FutureAutoencoder", "ForecastBlock", "NoPropForecaster", "BackpropForecaster", "ForecastConfig",
+    "FutureAutoencoder", "ForecastBlock", "NoPropForecaster", "BackpropForecaster", "ForecastConfig", "smoke_config",
     "naive_forecast", "seasonal_naive_forecast", "fit_dlinear", "fit_backprop", "fit_noprop",
-    "evaluate_point", "evaluate_intervals", "calibrate_interval_scale", "run_experiment", "format_table", "jsonable_result",
+    "pair_batch", "predict_windows", "evaluate_point", "evaluate_intervals", "calibrate_interval_scale",
+    "run_experiment", "format_table", "jsonable_result", "checkpoint_fields", "load_pretrained",
 ]
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{name}.csv"
@@ -131,7 +134,8 @@ def ett_path(name: str = "ETTh1", root: str | Path | None = None, download: bool
 
     Introduced in notebooks/07_timeseries_autoencoder, section 1.
     Known files (ETTh1, ETTh2) are checked against their published md5; any other CSV in the ETT
-    column layout under ``<root>/ETT/`` is used as it is. A missing file whose download fails raises
+    column layout under ``<root>/ETT/`` is used as it is. ``NPLIB_NO_DOWNLOAD=1`` never downloads.
+    A missing file whose download fails (or is not tried) raises
     :class:`~nplib.data.DatasetNotFoundError` (a ``FileNotFoundError``) naming the file and where to
     put it.
     """
@@ -144,6 +148,8 @@ def ett_path(name: str = "ETTh1", root: str | Path | None = None, download: bool
         return path
     url = ETT_URL.format(name=name)
     reason = "download=False"
+    if download and os.environ.get("NPLIB_NO_DOWNLOAD", "").strip() not in ("", "0"):
+        download, reason = False, "downloads are disabled by NPLIB_NO_DOWNLOAD"
     if download:
         tmp = path.with_suffix(".csv.part")
         try:
@@ -247,7 +253,8 @@ class WindowSet:
 
     Window ``i`` has the past ``series[s_i : s_i + L]`` and the future
     ``series[s_i + L : s_i + L + H]`` (``s_i = starts[i]``); nothing is copied until a batch is asked
-    for. ``x(idx)`` is (B, L, C), ``y(idx)`` is (B, H, C).
+    for. ``x(idx)`` is (B, L, C), ``y(idx)`` is (B, H, C), on the device of ``series``
+    (:meth:`ForecastData.to` moves a whole data set).
     """
 
     series: torch.Tensor  # (rows, C) standardised, the WHOLE series (indexing is absolute)
@@ -262,13 +269,28 @@ class WindowSet:
     def channels(self) -> int:
         return self.series.shape[1]
 
+    @property
+    def device(self) -> torch.device:
+        return self.series.device
+
+    def to(self, device) -> "WindowSet":
+        """The same windows with ``series`` and ``starts`` on ``device`` (no copy if already there)."""
+        return WindowSet(self.series.to(device), self.starts.to(device), self.lookback, self.horizon)
+
+    def _starts(self, idx) -> torch.Tensor:
+        if idx is None:
+            return self.starts
+        if isinstance(idx, torch.Tensor):
+            idx = idx.to(self.starts.device)
+        return self.starts[idx]
+
     def x(self, idx=None) -> torch.Tensor:
-        s = self.starts if idx is None else self.starts[idx]
-        return self.series[s[:, None] + torch.arange(self.lookback)]
+        s = self._starts(idx)
+        return self.series[s[:, None] + torch.arange(self.lookback, device=s.device)]
 
     def y(self, idx=None) -> torch.Tensor:
-        s = self.starts if idx is None else self.starts[idx]
-        return self.series[s[:, None] + self.lookback + torch.arange(self.horizon)]
+        s = self._starts(idx)
+        return self.series[s[:, None] + self.lookback + torch.arange(self.horizon, device=s.device)]
 
     def target_rows(self) -> tuple[int, int]:
         """(first, last + 1) rows that any future of this set touches."""
@@ -309,6 +331,25 @@ class ForecastData:
     @property
     def lookback(self) -> int:
         return self.train.lookback
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.device
+
+    def to(self, device) -> "ForecastData":
+        """The same data with every window set on ``device`` (the three splits keep sharing one series).
+
+        Introduced in notebooks/07_timeseries_autoencoder, section 1. Training and evaluation run on
+        the device of the data (:func:`fit_noprop`, :func:`evaluate_intervals`...).
+        """
+        device = torch.device(device)
+        if self.device == device:
+            return self
+        series = self.train.series.to(device)
+        sets = [WindowSet(series, ws.starts.to(device), ws.lookback, ws.horizon)
+                for ws in (self.train, self.val, self.test)]
+        return ForecastData(self.name, self.mode, self.columns, self.borders, self.scaler, *sets,
+                            dates=self.dates, smoke=self.smoke)
 
     @property
     def horizon(self) -> int:
@@ -418,7 +459,8 @@ def seasonal_naive_forecast(x: torch.Tensor, horizon: int, period: int = 24) -> 
     L = x.shape[1]
     if period > L:
         raise ValueError(f"period {period} is longer than the lookback {L}")
-    idx = L - period + torch.arange(horizon) % period
+    # y_hat[h] = x[L - period + (h mod period)]
+    idx = L - period + torch.arange(horizon, device=x.device) % period
     return x[:, idx, :]
 
 
@@ -593,8 +635,31 @@ class NoPropForecaster(nn.Module):
         self.schedule = schedule or make_schedule("cosine", T)
         if self.schedule.T != T:
             raise ValueError(f"schedule has T = {self.schedule.T}, the model T = {T}")
+        self.hidden, self.ae_hidden, self.kernel = hidden, ae_hidden, kernel
         self.autoencoder = FutureAutoencoder(horizon, d, ae_hidden)
         self.blocks = nn.ModuleList(ForecastBlock(lookback, d, hidden, kernel) for _ in range(T))
+
+    @classmethod
+    def from_config(cls, lookback: int, horizon: int, cfg: "ForecastConfig | None" = None) -> "NoPropForecaster":
+        """The model :func:`fit_noprop` trains for ``cfg`` (cosine schedule clipped at ``cfg.alpha_bar_max``).
+
+        Introduced in notebooks/07_timeseries_autoencoder, section 2. Its parameters are freshly
+        initialised from the global RNG: :func:`fit_noprop` seeds it with ``cfg.seed`` first.
+        """
+        cfg = cfg or ForecastConfig()
+        sched = make_schedule("cosine", cfg.T, alpha_bar_max=cfg.alpha_bar_max)
+        return cls(lookback, horizon, cfg.T, cfg.d, cfg.hidden, cfg.ae_hidden, cfg.eta, sched, cfg.kernel)
+
+    def config(self) -> dict:
+        """Everything that fixes the shapes and the chain (JSON-able): checked when a checkpoint loads.
+
+        Introduced in notebooks/07_timeseries_autoencoder, section 3.
+        """
+        return {"model": "NoPropForecaster", "lookback": self.lookback, "horizon": self.horizon, "T": self.T,
+                "d": self.d, "hidden": self.hidden, "ae_hidden": self.ae_hidden, "kernel": self.kernel,
+                "eta": self.eta, "schedule": self.schedule.kind,
+                "alpha_bar_min": float(self.schedule.alpha_bar[0]),
+                "alpha_bar_max": float(self.schedule.alpha_bar[-1])}
 
     # ---------------------------------------------------------------- losses
     def reconstruction_loss(self, y: torch.Tensor) -> torch.Tensor:
@@ -632,12 +697,14 @@ class NoPropForecaster(nn.Module):
         """The chain ``z_0 -> z_T`` for x (N, L); returns (samples, N, d). Never sees the future.
 
         Introduced in notebooks/07_timeseries_autoencoder, section 3. ``noise=False`` is the
-        deterministic chain (``z_0 = 0``, ``eps_t = 0``).
+        deterministic chain (``z_0 = 0``, ``eps_t = 0``). The noise joins ``x`` on its device; a
+        ``generator`` draws on its own device (:mod:`nplib.devices`: a CPU generator gives the same
+        numbers for a model on a GPU, a generator on the GPU draws there).
         """
         n = x.shape[0]
         # z_0 ~ N(0, I)   (or 0 for the deterministic chain)
-        z = (torch.randn(samples * n, self.d, generator=generator) if noise
-             else torch.zeros(samples * n, self.d))
+        z = (devices.randn(samples * n, self.d, generator=generator, dtype=x.dtype, device=x.device) if noise
+             else torch.zeros(samples * n, self.d, dtype=x.dtype, device=x.device))
         for t in range(1, self.T + 1):
             block = self.blocks[t - 1]
             feats = block.past_features(x)  # the past is encoded once and shared by the samples
@@ -653,7 +720,9 @@ class NoPropForecaster(nn.Module):
         z = self.sample_latent(x, samples, noise, generator)
         y = self.autoencoder.decode(z.reshape(-1, self.d)).reshape(samples, x.shape[0], self.horizon)
         if decoder_noise:
-            y = y + self.autoencoder.sigma_rec * torch.randn(y.shape, generator=generator)
+            # y = D(z_T) + sigma_rec * eps
+            y = y + self.autoencoder.sigma_rec * devices.randn(y.shape, generator=generator, dtype=y.dtype,
+                                                               device=y.device)
         return y
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -681,7 +750,7 @@ class BackpropForecaster(nn.Module):
         self.w = nn.Parameter(torch.full((T,), 0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.zeros(x.shape[0], self.d)
+        z = torch.zeros(x.shape[0], self.d, dtype=x.dtype, device=x.device)
         for t in range(1, self.T + 1):
             alpha_t = torch.tanh(self.w[t - 1])
             # z_t = (1 - alpha_t) z_{t-1} + alpha_t u_hat_t(z_{t-1}, x)
@@ -694,31 +763,51 @@ class BackpropForecaster(nn.Module):
 
 
 # ============================================================================ training
+def _generator(device, seed: int) -> torch.Generator:
+    """A generator seeded with ``seed`` on ``device`` (the rule of :mod:`nplib.devices`)."""
+    return devices.make_generator(device, seed)
+
+
 def _pairs(ws: WindowSet, n_max: int | None, g: torch.Generator):
-    """A random epoch of (window, variable) pairs, at most ``n_max`` of them."""
+    """A random epoch of (window, variable) pairs, at most ``n_max`` of them, on the device of ``ws``."""
     n = len(ws) * ws.channels
-    order = torch.randperm(n, generator=g)
+    order = devices.randperm(n, generator=g, device=ws.starts.device)
     return order[:n_max] if n_max else order
 
 
-def _batch(ws: WindowSet, pair_idx: torch.Tensor):
-    """x (B, L), y (B, H) of the given (window, variable) pairs."""
+def pair_batch(ws: WindowSet, pair_idx: torch.Tensor):
+    """x (B, L), y (B, H) of the given (window, variable) pairs, on the device of ``ws``.
+
+    Introduced in notebooks/07_timeseries_autoencoder, section 2. Pair ``p`` is window ``p // C``,
+    variable ``p % C`` (C variables): the channel-independent training examples.
+    """
+    pair_idx = pair_idx.to(ws.starts.device)
     w, c = pair_idx // ws.channels, pair_idx % ws.channels
     s = ws.starts[w]
-    x = ws.series[s[:, None] + torch.arange(ws.lookback), c[:, None]]
-    y = ws.series[s[:, None] + ws.lookback + torch.arange(ws.horizon), c[:, None]]
+    x = ws.series[s[:, None] + torch.arange(ws.lookback, device=s.device), c[:, None]]
+    y = ws.series[s[:, None] + ws.lookback + torch.arange(ws.horizon, device=s.device), c[:, None]]
     return x, y
 
 
+_batch = pair_batch
+
+
 @torch.no_grad()
-def _predict_windows(predict, ws: WindowSet, batch: int = 512) -> torch.Tensor:
-    """Point forecasts (N, H, C) of a channel-independent ``predict((n, L)) -> (n, H)``."""
+def predict_windows(predict, ws: WindowSet, batch: int = 512) -> torch.Tensor:
+    """Point forecasts (N, H, C) of a channel-independent ``predict((n, L)) -> (n, H)``.
+
+    Introduced in notebooks/07_timeseries_autoencoder, section 3 (with :func:`evaluate_point`, the
+    test metric of the deterministic chain: ``evaluate_point(predict_windows(model.predict, ws), ws)``).
+    """
     out = []
     for i in range(0, len(ws), batch):
-        idx = torch.arange(i, min(i + batch, len(ws)))
+        idx = torch.arange(i, min(i + batch, len(ws)), device=ws.starts.device)
         x = ws.x(idx)
         out.append(_back(predict(_per_channel(x)), x.shape[0], ws.channels))
     return torch.cat(out)
+
+
+_predict_windows = predict_windows
 
 
 def evaluate_point(y_hat: torch.Tensor, ws: WindowSet) -> dict:
@@ -738,8 +827,11 @@ def _val_mse(predict, ws: WindowSet) -> float:
 
 def _fit_supervised(model: nn.Module, data: ForecastData, cfg: ForecastConfig, epochs: int, lr: float,
                     log=print, name: str = "") -> dict:
-    """MSE training with AdamW, keeping the parameters of the epoch with the best validation MSE."""
-    g = torch.Generator().manual_seed(cfg.seed)
+    """MSE training with AdamW, keeping the parameters of the epoch with the best validation MSE.
+
+    The model must already be on ``data.device``; the epoch order is drawn on that device.
+    """
+    g = _generator(data.device, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     best, best_state, history = math.inf, None, []
     for epoch in range(1, epochs + 1):
@@ -768,10 +860,10 @@ def _fit_supervised(model: nn.Module, data: ForecastData, cfg: ForecastConfig, e
 def fit_dlinear(data: ForecastData, cfg: ForecastConfig, log=print):
     """Train the DLinear-style baseline (AdamW, the same lr as the other models). Returns (model, info).
 
-    Introduced in notebooks/07_timeseries_autoencoder, section 4.
+    Introduced in notebooks/07_timeseries_autoencoder, section 4. Trains on ``data.device``.
     """
     torch.manual_seed(cfg.seed)
-    model = DLinear(data.lookback, data.horizon, cfg.kernel)
+    model = DLinear(data.lookback, data.horizon, cfg.kernel).to(data.device)
     model.predict = model.forward
     info = _fit_supervised(model, data, cfg, cfg.baseline_epochs, lr=cfg.lr, log=log, name="DLinear")
     return model, info
@@ -780,10 +872,11 @@ def fit_dlinear(data: ForecastData, cfg: ForecastConfig, log=print):
 def fit_backprop(data: ForecastData, cfg: ForecastConfig, log=print):
     """Train :class:`BackpropForecaster` end to end. Returns (model, info).
 
-    Introduced in notebooks/07_timeseries_autoencoder, section 4.
+    Introduced in notebooks/07_timeseries_autoencoder, section 4. Trains on ``data.device``.
     """
     torch.manual_seed(cfg.seed)
-    model = BackpropForecaster(data.lookback, data.horizon, cfg.T, cfg.d, cfg.hidden, cfg.ae_hidden, cfg.kernel)
+    model = BackpropForecaster(data.lookback, data.horizon, cfg.T, cfg.d, cfg.hidden, cfg.ae_hidden,
+                               cfg.kernel).to(data.device)
     info = _fit_supervised(model, data, cfg, cfg.baseline_epochs, lr=cfg.lr, log=log, name="backprop")
     return model, info
 
@@ -816,17 +909,24 @@ def noprop_training_step(model: NoPropForecaster, x: torch.Tensor, y: torch.Tens
     return {"loss_blocks": sum(losses) / len(losses), "loss_decoder": loss_dec.item(), "per_block": losses}
 
 
-def fit_noprop(data: ForecastData, cfg: ForecastConfig, log=print):
+def fit_noprop(data: ForecastData, cfg: ForecastConfig, log=print, into: NoPropForecaster | None = None):
     """Stage 1: the autoencoder; stage 2: the T blocks by local losses (+ decoder). Returns (model, info).
 
     Introduced in notebooks/07_timeseries_autoencoder, section 3. The model of the stage-2 epoch
-    with the best validation MSE (deterministic chain) is kept.
+    with the best validation MSE (deterministic chain) is kept. Training runs on ``data.device``
+    (model, batches, generators and every noise draw there). The model is always built here,
+    right after ``torch.manual_seed(cfg.seed)`` (:meth:`NoPropForecaster.from_config`), so a run is
+    reproducible; ``into`` (a model of the same :meth:`~NoPropForecaster.config`, e.g. the one
+    :func:`nplib.pretrained.load_or_train` fills) receives the trained parameters and is returned.
     """
+    if into is not None:
+        want = NoPropForecaster.from_config(data.lookback, data.horizon, cfg).config()
+        if into.config() != want:
+            raise ValueError(f"fit_noprop(into=...): the model has the configuration {into.config()}, "
+                             f"cfg and the data give {want}")
     torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed + 1)
-    sched = make_schedule("cosine", cfg.T, alpha_bar_max=cfg.alpha_bar_max)
-    model = NoPropForecaster(data.lookback, data.horizon, cfg.T, cfg.d, cfg.hidden, cfg.ae_hidden, cfg.eta,
-                             sched, cfg.kernel)
+    g = _generator(data.device, cfg.seed + 1)
+    model = NoPropForecaster.from_config(data.lookback, data.horizon, cfg).to(data.device)
     ae = model.autoencoder
     # ---- stage 1: the autoencoder alone
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -879,12 +979,17 @@ def fit_noprop(data: ForecastData, cfg: ForecastConfig, log=print):
     model.eval()
     # ---- the decoder's residual: sigma_rec[h] = std of y - D(E(y)) over training futures
     with torch.no_grad():
-        order = _pairs(data.train, 8192, torch.Generator().manual_seed(cfg.seed + 2))
+        order = _pairs(data.train, 8192, _generator(data.device, cfg.seed + 2))
         _, y = _batch(data.train, order)
+        # sigma_rec[h] = std over training futures of (y - D(E(y)))[h]
         resid = y - ae.decode(ae.encode(y))
         ae.sigma_rec.copy_(resid.std(dim=0))
-    return model, {"history": history, "best_val_mse": best,
-                   "reconstruction_mse_train": float(resid.pow(2).mean())}
+    info = {"history": history, "best_val_mse": best, "reconstruction_mse_train": float(resid.pow(2).mean())}
+    if into is not None:
+        into.load_state_dict(model.state_dict())
+        into.to(data.device).eval()
+        model = into
+    return model, info
 
 
 @torch.no_grad()
@@ -903,10 +1008,12 @@ def evaluate_intervals(model: NoPropForecaster, ws: WindowSet, samples: int = 50
     quantile bands of the first ``keep`` windows for plots (key ``bands``). ``scale`` maps a level
     (0.8, 0.95) to a factor k (from :func:`calibrate_interval_scale`): the coverage and width of the
     widened intervals ``[mean - k (mean - q_lo), mean + k (q_hi - mean)]`` are returned too.
+    The samples are drawn on the device of ``ws`` (the model must be there too) from a generator
+    seeded with ``seed``; the result depends on ``seed``, ``samples`` and ``batch``.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = _generator(ws.device, seed)
     qs = sorted({q for lv in levels for q in ((1 - lv) / 2, (1 + lv) / 2)})
-    qt = torch.tensor(qs)
+    qt = torch.tensor(qs, device=ws.device)
     C = ws.channels
     sq, ab = 0.0, 0.0
     cover = {lv: 0.0 for lv in levels}
@@ -916,7 +1023,7 @@ def evaluate_intervals(model: NoPropForecaster, ws: WindowSet, samples: int = 50
     n_el = 0
     kept = []
     for i in range(0, len(ws), batch):
-        idx = torch.arange(i, min(i + batch, len(ws)))
+        idx = torch.arange(i, min(i + batch, len(ws)), device=ws.device)
         x, y = ws.x(idx), ws.y(idx)
         B = x.shape[0]
         ys = model.forecast(_per_channel(x), noise=True, samples=samples, generator=g,
@@ -979,23 +1086,45 @@ def calibrate_interval_scale(model: NoPropForecaster, ws: WindowSet, samples: in
     return scale, res
 
 
+def smoke_config(cfg: ForecastConfig | None = None) -> ForecastConfig:
+    """The quick-mode version of ``cfg``: 1 epoch per stage, 2,000 pairs per epoch, at most 10 samples.
+
+    Introduced in notebooks/07_timeseries_autoencoder, section 3. The sizes (and so the model's
+    configuration) do not change.
+    """
+    cfg = cfg or ForecastConfig()
+    return ForecastConfig(**{**asdict(cfg), "ae_epochs": 1, "epochs": 1, "baseline_epochs": 1,
+                             "samples": min(cfg.samples, 10), "max_train_examples": 2000})
+
+
 def run_experiment(name: str = "ETTh1", horizon: int = 96, lookback: int = 336, mode: str = "multivariate",
                    cfg: ForecastConfig | None = None, root=None, smoke: bool | None = None, log=print,
-                   data: ForecastData | None = None, keep_bands: int = 0) -> dict:
+                   data: ForecastData | None = None, keep_bands: int = 0, trained: dict | None = None,
+                   device: str | torch.device | None = None) -> dict:
     """Train the NoProp autoencoder and the baselines on one (dataset, horizon, lookback, mode).
 
     Introduced in notebooks/07_timeseries_autoencoder, section 4. Returns a dict with ``rows``
     (model, MSE, MAE, interval coverage and width) and the training details; ``models`` holds
-    the trained NoProp model (not JSON-serialisable; :func:`nplib.forecast_cli` drops it).
+    the trained models (not JSON-serialisable; :func:`jsonable_result` drops them).
+
+    ``trained`` maps ``"noprop"``, ``"dlinear"`` or ``"backprop"`` to ``(model, info)`` of a model
+    that is already trained (a shipped checkpoint, :mod:`nplib.pretrained`): it is evaluated, not
+    trained again, and ``info`` (with its ``history``) is reported. Everything runs on ``device``
+    (default: the device of ``data``, else the CPU); quick mode uses :func:`smoke_config`.
     """
     smoke = smoke_mode() if smoke is None else smoke
     cfg = cfg or ForecastConfig()
     if smoke:
-        cfg = ForecastConfig(**{**asdict(cfg), "ae_epochs": 1, "epochs": 1, "baseline_epochs": 1,
-                                "samples": min(cfg.samples, 10), "max_train_examples": 2000})
+        cfg = smoke_config(cfg)
+    trained = dict(trained or {})
+    unknown = set(trained) - {"noprop", "dlinear", "backprop"}
+    if unknown:
+        raise ValueError(f"trained= takes 'noprop', 'dlinear', 'backprop'; got {sorted(unknown)}")
     t_start = time.perf_counter()
     if data is None:
         data = prepare_forecast_data(name, lookback, horizon, mode, root, smoke)
+    if device is not None:
+        data = data.to(device)
     log(data.summary())
     rows, timing = [], {}
 
@@ -1006,17 +1135,21 @@ def run_experiment(name: str = "ETTh1", horizon: int = 96, lookback: int = 336, 
     add("naive (last value)", evaluate_point(naive_forecast(test_x, data.horizon), data.test))
     if data.lookback >= 24:
         add("seasonal naive (24 h)", evaluate_point(seasonal_naive_forecast(test_x, data.horizon, 24), data.test))
-    t0 = time.perf_counter()
-    dl, dl_info = fit_dlinear(data, cfg, log)
-    timing["dlinear"] = time.perf_counter() - t0
+    def fit_or_take(key, fit):
+        t0 = time.perf_counter()
+        if key in trained:
+            model, info = trained[key]
+            model.to(data.device).eval()
+        else:
+            model, info = fit(data, cfg, log)
+        timing[key if key != "noprop" else "noprop_train"] = time.perf_counter() - t0
+        return model, info
+
+    dl, dl_info = fit_or_take("dlinear", fit_dlinear)
     add("DLinear-style", evaluate_point(_predict_windows(dl, data.test), data.test))
-    t0 = time.perf_counter()
-    bp, bp_info = fit_backprop(data, cfg, log)
-    timing["backprop"] = time.perf_counter() - t0
+    bp, bp_info = fit_or_take("backprop", fit_backprop)
     add("same network, backprop end to end", evaluate_point(_predict_windows(bp.predict, data.test), data.test))
-    t0 = time.perf_counter()
-    npm, np_info = fit_noprop(data, cfg, log)
-    timing["noprop_train"] = time.perf_counter() - t0
+    npm, np_info = fit_or_take("noprop", fit_noprop)
     add("NoProp AE, deterministic chain", evaluate_point(_predict_windows(npm.predict, data.test), data.test))
     t0 = time.perf_counter()
     val_sub = WindowSet(data.val.series, data.val.starts[::max(1, cfg.calibration_stride)], data.lookback,
@@ -1040,13 +1173,86 @@ def run_experiment(name: str = "ETTh1", horizon: int = 96, lookback: int = 336, 
     out = {"dataset": data.name, "mode": data.mode, "lookback": data.lookback, "horizon": data.horizon,
            "smoke": data.smoke, "rows": rows, "config": asdict(cfg), "parameters": n_params,
            "windows": {k: len(getattr(data, k)) for k in ("train", "val", "test")},
-           "variables": list(data.columns), "seconds": timing,
+           "variables": list(data.columns), "seconds": timing, "pretrained": sorted(trained),
            "training": {"dlinear": dl_info, "backprop": bp_info, "noprop": np_info},
            "models": {"noprop": npm, "dlinear": dl, "backprop": bp}, "data": data}
     if keep_bands:
         out["bands"] = iv["bands"]  # (windows, H, C) each; test window j * stride for row j
         out["bands_test_index"] = torch.arange(0, len(data.test), stride)[: iv["bands"]["mean"].shape[0]]
+        out["bands"] = {k: v.cpu() for k, v in out["bands"].items()}  # for plots
     return out
+
+
+# ============================================================================ shipped checkpoints
+def checkpoint_fields(result: dict, eval_seeds=(0, 1, 2, 3, 4), log=print) -> dict:
+    """The manifest fields of the NoProp model of a :func:`run_experiment` result (for :func:`nplib.pretrained.save`).
+
+    Introduced in notebooks/07_timeseries_autoencoder, section 3 (``python -m nplib forecast
+    --save-checkpoint NAME`` calls it). ``build`` holds the data and :class:`ForecastConfig` that rebuild
+    the model (:func:`load_pretrained`); ``test_metric`` the test metrics the checkpoint reproduces:
+    the deterministic chain's MSE / MAE (exactly), and the mean-of-samples forecast's MSE / MAE with
+    ``cfg.samples`` samples and generator seed ``cfg.seed`` (exactly, with the same seed and batch),
+    plus the mean and standard error over ``eval_seeds``.
+    """
+    if result.get("smoke"):
+        raise ValueError("this is a quick-mode result; ship only full runs")
+    npm, data, cfg = result["models"]["noprop"], result["data"], ForecastConfig(**result["config"])
+    det = [r for r in result["rows"] if r["model"] == "NoProp AE, deterministic chain"][0]
+    sto = [r for r in result["rows"] if r["model"].startswith("NoProp AE, mean of")][0]
+    if sto.get("windows") != len(data.test):
+        raise ValueError("the stochastic metric was measured on a subset of the test windows (interval_stride > 1)")
+    runs = []
+    for seed in eval_seeds:
+        if seed == cfg.seed:
+            runs.append({"seed": seed, "mse": sto["mse"], "mae": sto["mae"]})
+            continue
+        iv = evaluate_intervals(npm, data.test, samples=cfg.samples, seed=seed)
+        runs.append({"seed": seed, "mse": iv["mse"], "mae": iv["mae"]})
+        log(f"  stochastic test MSE with seed {seed}: {iv['mse']:.5f}")
+    mses = np.array([r["mse"] for r in runs])
+    se = float(mses.std(ddof=1) / math.sqrt(len(mses))) if len(mses) > 1 else float("nan")
+    data_txt = (f"{data.name} {data.mode} test set, lookback {data.lookback}, horizon {data.horizon}: "
+                f"{len(data.test)} windows x {data.test.channels} variables, standardised with the training rows")
+    return {
+        "build": {"kind": "forecaster", "model": "NoPropForecaster", "dataset": data.name, "mode": data.mode,
+                  "lookback": data.lookback, "horizon": data.horizon, "forecast_config": asdict(cfg)},
+        "train_seconds": result["seconds"]["noprop_train"],
+        "epochs": cfg.epochs, "ae_epochs": cfg.ae_epochs,
+        "history": result["training"]["noprop"]["history"],
+        "best_val_mse": result["training"]["noprop"]["best_val_mse"],
+        "reconstruction_mse_train": result["training"]["noprop"]["reconstruction_mse_train"],
+        "metric": {"test_mse_deterministic": det["mse"], f"test_mse_mean_of_{cfg.samples}": sto["mse"]},
+        "test_metric": {
+            "data": data_txt,
+            "deterministic": {"mse": det["mse"], "mae": det["mae"],
+                              "how": "evaluate_point(predict_windows(model.predict, data.test), data.test)"},
+            "stochastic": {"mse": sto["mse"], "mae": sto["mae"], "samples": cfg.samples, "seed": cfg.seed,
+                           "batch": 64, "decoder_noise": True,
+                           "how": f"evaluate_intervals(model, data.test, samples={cfg.samples}, seed={cfg.seed})",
+                           "runs": runs, "mse_mean": float(mses.mean()), "mse_se": se,
+                           "mae_mean": float(np.mean([r["mae"] for r in runs]))},
+        },
+        "run_rows": result["rows"],
+    }
+
+
+def load_pretrained(name: str = "nb07_forecaster", device: str | torch.device | None = None):
+    """The shipped forecaster ``name``, rebuilt from its manifest and loaded; returns ``(model, manifest)``.
+
+    Introduced in notebooks/07_timeseries_autoencoder, section 3. The data it was trained on is
+    ``prepare_forecast_data(b["dataset"], b["lookback"], b["horizon"], b["mode"])`` with
+    ``b = manifest["build"]``. A missing, corrupted or mismatched file raises
+    :class:`nplib.pretrained.CheckpointError`.
+    """
+    from . import pretrained
+
+    m = pretrained.manifest(name)
+    b = m.get("build") or {}
+    if b.get("kind") != "forecaster":
+        raise pretrained.CheckpointError(f"checkpoint {name!r} is not a forecaster (build kind {b.get('kind')!r})")
+    model = NoPropForecaster.from_config(b["lookback"], b["horizon"], ForecastConfig(**b["forecast_config"]))
+    m = pretrained.load(name, model, device)
+    return model, m
 
 
 def jsonable_result(result: dict) -> dict:
@@ -1109,17 +1315,20 @@ def plot_forecast_bands(x: torch.Tensor, y: torch.Tensor, bands: dict, others: d
 
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 3))
+    def np_(v):  # tensors on any device -> numpy
+        return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
     L, H = x.shape[0], y.shape[0]
     tp, tf = np.arange(-L, 0), np.arange(H)
-    ax.plot(tp, x.numpy(), color="k", lw=0.8, label="past")
-    ax.plot(tf, y.numpy(), color="k", lw=1.2, ls="--", label="true future")
-    ax.fill_between(tf, bands["q0.025"].numpy(), bands["q0.975"].numpy(), color="tab:blue", alpha=0.18,
+    ax.plot(tp, np_(x), color="k", lw=0.8, label="past")
+    ax.plot(tf, np_(y), color="k", lw=1.2, ls="--", label="true future")
+    ax.fill_between(tf, np_(bands["q0.025"]), np_(bands["q0.975"]), color="tab:blue", alpha=0.18,
                     label="NoProp 95 %")
-    ax.fill_between(tf, bands["q0.1"].numpy(), bands["q0.9"].numpy(), color="tab:blue", alpha=0.3,
+    ax.fill_between(tf, np_(bands["q0.1"]), np_(bands["q0.9"]), color="tab:blue", alpha=0.3,
                     label="NoProp 80 %")
-    ax.plot(tf, bands["mean"].numpy(), color="tab:blue", lw=1.2, label="NoProp mean")
+    ax.plot(tf, np_(bands["mean"]), color="tab:blue", lw=1.2, label="NoProp mean")
     for name, v in (others or {}).items():
-        ax.plot(tf, v.numpy(), lw=1.0, label=name)
+        ax.plot(tf, np_(v), lw=1.0, label=name)
     ax.axvline(0, color="grey", lw=0.5)
     ax.set_xlabel("hours from the forecast origin")
     ax.set_title(title, fontsize=9)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .data import TensorData, TensorLoader
+from .devices import make_generator, model_device
 
 __all__ = ["set_seed", "accuracy", "evaluate", "evaluate_runs", "fit", "save_checkpoint",
            "load_checkpoint", "hardware_info", "format_history_row", "HISTORY_HEADER", "trained_models"]
@@ -113,11 +114,17 @@ def hardware_info() -> dict:
 
 @torch.no_grad()
 def accuracy(model, data: TensorData, noise: bool = True, seed: int = 0, batch_size: int = 1000,
-             device: str | torch.device = "cpu") -> float:
-    """Fraction of ``data`` classified correctly by ``model.predict`` (eval mode, seeded noise)."""
+             device: str | torch.device | None = None) -> float:
+    """Fraction of ``data`` classified correctly by ``model.predict`` (eval mode, seeded noise).
+
+    Introduced in notebooks/04_noprop_dt_mnist, section 2. The batches are moved to ``device``
+    (default: the model's, which must be where the model is) and the noise comes from a generator
+    seeded with ``seed`` on that device (so a CUDA run draws other numbers than a CPU run).
+    """
+    device = model_device(model) if device is None else torch.device(device)
     was_training = model.training
     model.eval()
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = make_generator(device, seed)
     correct = 0
     for i in range(0, len(data), batch_size):
         x = data.x[i:i + batch_size].to(device)
@@ -130,11 +137,11 @@ def accuracy(model, data: TensorData, noise: bool = True, seed: int = 0, batch_s
 evaluate = accuracy
 
 
-def evaluate_runs(model, data: TensorData, runs: int = 5, seed: int = 0, device="cpu") -> dict:
+def evaluate_runs(model, data: TensorData, runs: int = 5, seed: int = 0, device=None) -> dict:
     """Test accuracy of the stochastic chain over ``runs`` inference runs, and of the noise-free one.
 
     Introduced in notebooks/04_noprop_dt_mnist, section 4. Returns ``mean``, ``se`` (standard error
-    of the mean over runs), the list ``runs`` and ``noise_free``.
+    of the mean over runs), the list ``runs`` and ``noise_free``. ``device`` as in :func:`accuracy`.
     """
     accs = [accuracy(model, data, noise=True, seed=seed + 1000 + r, device=device) for r in range(runs)]
     mean = float(np.mean(accs))

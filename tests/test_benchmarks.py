@@ -1,15 +1,17 @@
-"""The benchmark scripts (benchmarks/) and the measurements behind them (nplib.parallel)."""
+"""The benchmarks (nplib.bench, ``python -m nplib bench``) and the measurements behind them (nplib.parallel)."""
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from nplib import bench, reference
+from nplib.cli import main as cli_main
 from nplib.parallel import _rss_kib, measure_inference_latency, measure_throughput, measure_training_memory
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +56,54 @@ def test_throughput_and_latency_measurements():
 
 
 @pytest.mark.parametrize("name", ["throughput", "inference", "memory"])
-def test_benchmark_script_quick(quick_dir, name):
-    module = __import__(f"bench_{name}")
-    out = module.main(["--quick", "--device", "cpu", "--out", str(quick_dir / f"bench_{name}.json")])
+def test_benchmark_quick_writes_its_json(quick_dir, name):
+    out = bench.main([name, "--quick", "--device", "cpu", "--out", str(quick_dir / f"bench_{name}.json")])
     data = _load(quick_dir, name)
     assert len(data["rows"]) == len(out["rows"]) >= 2
+    assert data["command"].startswith(f"python -m nplib bench {name} --quick --device cpu")
     kinds = {r["kind"] for r in data["rows"]}
     assert kinds == {"noprop", "backprop"}
     if name == "memory":  # ten blocks' activations alive at once vs one block's (fixed allocator)
         nop, bp = (next(r for r in data["rows"] if r["kind"] == k) for k in ("noprop", "backprop"))
         assert nop["allocator"] == "fixed" and 0 < nop["peak_delta_bytes"] < 0.8 * bp["peak_delta_bytes"]
     with pytest.raises(SystemExit):
-        module.main(["--quick", "--no-such-option"])
+        bench.main([name, "--quick", "--no-such-option"])
+
+
+def test_benchmark_without_out_writes_under_the_runs_directory_not_the_shipped_results(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("NPLIB_RUNS", str(runs))
+    shipped = {p.name: p.stat().st_mtime_ns for p in reference.RESULTS_DIR.iterdir()}
+    assert cli_main(["bench", "inference", "--quick", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in runs.iterdir()) == ["bench_inference_quick.json"]
+    assert {p.name: p.stat().st_mtime_ns for p in reference.RESULTS_DIR.iterdir()} == shipped
+    assert bench.default_out("memory", quick=False) == runs / "bench_memory.json"
+
+
+def test_bench_cli_refuses_bad_input(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "nothing"])
+    assert cli_main(["bench", "throughput", "--quick", "--device", "tpu"]) == 2
+    assert "--device" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        bench.load_bench("speed")
+    with pytest.raises(FileNotFoundError, match="python -m nplib bench memory"):
+        bench.load_bench("memory", root=Path("/nonexistent"))
+
+
+def test_benchmarks_run_as_python_m_nplib_bench(tmp_path):
+    """The installed entry point (a fresh interpreter, as a user types it)."""
+    r = subprocess.run([sys.executable, "-m", "nplib", "bench", "report", "--dir", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and "no bench_*.json" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nplib", "bench", "report"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and "### 2. Peak training memory" in r.stdout
 
 
 @pytest.mark.slow
 def test_benchmark_parallel_quick(quick_dir):
-    import bench_parallel
-    bench_parallel.main(["--quick", "--device", "cpu", "--out", str(quick_dir / "bench_parallel.json")])
+    bench.main(["parallel", "--quick", "--device", "cpu", "--out", str(quick_dir / "bench_parallel.json")])
     data = _load(quick_dir, "parallel")
     par = [r for r in data["rows"] if r["processes"] == 2]
     assert len(par) == 1 and par[0]["equal_to_single_1_thread"] is True
@@ -79,23 +111,27 @@ def test_benchmark_parallel_quick(quick_dir):
 
 
 def test_report_tables(quick_dir):
-    """benchmarks/report.py turns the JSON files into the README's markdown tables."""
-    import report
+    """``bench report --dir`` turns the JSON files into the README's markdown tables."""
     if not list(quick_dir.glob("bench_*.json")):
         pytest.skip("no quick results in this session")
-    text = report.report(quick_dir)
+    text = bench.report(quick_dir)
     for f in quick_dir.glob("bench_*.json"):
         name = f.stem.split("_", 1)[1]
         assert json.loads(f.read_text())["command"] in text, name
     assert text.count("| model |") + text.count("| block |") >= 1
 
 
+def test_readme_results_are_the_report_of_the_shipped_results():
+    """benchmarks/README.md's tables are ``python -m nplib bench report`` of nplib/results/, not typed by hand."""
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    for block in bench.report().split("\n\n"):
+        assert block.strip() in readme, block[:200]
+
+
 def test_committed_results_are_consistent():
-    """The committed results/bench_*.json (when present) hold full, real runs with hardware info."""
-    results = Path(__file__).resolve().parents[1] / "results"
-    files = sorted(results.glob("bench_*.json"))
-    if not files:
-        pytest.skip("no committed benchmark results")
+    """The shipped nplib/results/bench_*.json hold full, real runs with hardware info."""
+    files = sorted(reference.RESULTS_DIR.glob("bench_*.json"))
+    assert sorted(f.stem[len("bench_"):] for f in files) == sorted(bench.BENCHMARKS)
     for f in files:
         data = json.loads(f.read_text())
         assert data["quick"] is False and data["rows"] and data["hardware"]["cpu_count"] >= 1, f

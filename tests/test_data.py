@@ -75,3 +75,44 @@ def test_loader_batches_and_epoch_determinism():
         D.TensorLoader(data, batch_size=0)
     with pytest.raises(ValueError, match="labels"):
         D.TensorData(torch.zeros(3, 1, 1, 1), torch.zeros(2))
+
+
+@pytest.mark.parametrize("which,n_train,m", [("cifar10", 5 * 8, 10), ("cifar100", 8, 100)])
+def test_cifar_loads_from_torchvision_format_files(tmp_path, monkeypatch, which, n_train, m):
+    D.write_synthetic_cifar(tmp_path, which, per_file=8, seed=3)
+    train = D.load_dataset(which, train=True, root=tmp_path, download=False)
+    test = D.load_dataset(which, train=False, root=tmp_path, download=False)
+    assert train.x.shape == (n_train, 3, 32, 32) and test.x.shape == (8, 3, 32, 32)
+    assert train.num_classes == m and len(train.classes) == m and train.y.dtype == torch.int64
+    # the files are torchvision's real format: its own reader (md5 check off) sees the same pixels and labels
+    import torchvision.datasets as tvd
+    import torchvision.datasets.cifar as C
+    cls = tvd.CIFAR10 if which == "cifar10" else tvd.CIFAR100
+    monkeypatch.setattr(C, "check_integrity", lambda *a, **k: True)
+    ref = cls(str(tmp_path), train=True, download=False)
+    assert ref.targets == train.y.tolist() and ref.classes == list(train.classes)
+    _, _, _, mean, std = D.DATASETS[which]
+    pixel = torch.as_tensor(ref.data[3, 5, 7, :], dtype=torch.float32) / 255   # image 3, row 5, column 7 (HWC)
+    expected = (pixel - torch.tensor(mean)) / torch.tensor(std)
+    assert torch.allclose(train.x[3, :, 5, 7], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("which,gone,folder", [("cifar10", "data_batch_3", "cifar-10-batches-py"),
+                                               ("cifar100", "meta", "cifar-100-python")])
+def test_missing_cifar_file_is_named(tmp_path, monkeypatch, which, gone, folder):
+    D.write_synthetic_cifar(tmp_path, which, per_file=4)
+    (tmp_path / folder / gone).unlink()
+    monkeypatch.setenv("NPLIB_NO_DOWNLOAD", "1")
+    with pytest.raises(D.DatasetNotFoundError) as err:
+        D.load_dataset(which, train=True, root=tmp_path)
+    msg = str(err.value)
+    assert f"{folder}/{gone}" in msg and str(tmp_path) in msg and "NPLIB_NO_DOWNLOAD" in msg
+    others = [f for f in ("data_batch_1", "train") if f != gone]
+    assert not any(f"{folder}/{f}," in msg for f in others)
+
+
+def test_corrupt_cifar_file_gives_a_clear_error(tmp_path):
+    D.write_synthetic_cifar(tmp_path, "cifar100", per_file=4)
+    (tmp_path / "cifar-100-python" / "test").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="cifar-100-python/test is not a CIFAR batch file"):
+        D.load_dataset("cifar100", train=False, root=tmp_path, download=False)

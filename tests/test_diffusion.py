@@ -101,3 +101,35 @@ def test_bad_inputs(sched):
         posterior_step(u, torch.zeros(2, 4), 1, sched)
     with pytest.raises(ValueError, match="eps has shape"):
         q_sample(u, 1, sched, eps=torch.zeros(3, 3))
+
+
+def test_q_sample_with_a_given_eps_by_hand(sched):
+    """z_5 = sqrt(alpha_bar_5) u + sqrt(1 - alpha_bar_5) eps with eps = (1, -2): alpha_bar_5 = 0.4938435904
+    (cosine, T = 10), so z = 0.7027400 u + 0.7114467 eps."""
+    u = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    eps = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    z = q_sample(u, 5, sched, eps=eps)
+    ab = 0.4938435904
+    expect = [math.sqrt(ab) * 1 + math.sqrt(1 - ab) * 1, math.sqrt(ab) * 3 - 2 * math.sqrt(1 - ab)]
+    assert z[0].tolist() == pytest.approx(expect, rel=1e-8)
+
+
+def test_noise_comes_from_the_given_generator(sched):
+    """Same seed, same draw (whatever the global generator does in between); another seed, another draw."""
+    u = torch.zeros(4, 3, dtype=torch.float64)
+
+    def draw(seed, global_seed):
+        torch.manual_seed(global_seed)  # the global generator must not matter
+        g = torch.Generator().manual_seed(seed)
+        return q_sample(u, 3, sched, generator=g), posterior_step(u, u, 3, sched, generator=g)
+
+    (a1, b1), (a2, b2), (a3, b3) = draw(0, 100), draw(0, 200), draw(1, 100)
+    assert torch.equal(a1, a2) and torch.equal(b1, b2)
+    assert not torch.equal(a1, a3) and not torch.equal(b1, b3)
+
+
+@pytest.mark.parametrize("t", [2.5, True, -1, 11])
+def test_check_t_refuses_non_integer_or_out_of_range_times(sched, t):
+    from nplib.diffusion import check_t
+    with pytest.raises(ValueError, match="t must be an integer"):
+        check_t(sched, t)

@@ -87,3 +87,53 @@ def test_committed_notebooks_ran_top_to_bottom_without_errors():
             assert not errors or "raises-exception" in tags, f"{nb_path.name}: error output in an untagged cell"
         assert counts, f"{nb_path.name} has no executed cells: commit it with the outputs of a full run"
         assert counts == sorted(counts) and counts[0] == 1, f"{nb_path.name}: not run top to bottom"
+
+
+#: Colab's preinstalled versions (README.md "Colab"): the Colab install must accept them as they are.
+COLAB_VERSIONS = {"ipywidgets": "7.7.1", "ipykernel": "6.17.1", "ipython": "7.34.0", "jupyter-client": "7.4.9",
+                  "torch": "2.11.0", "torchvision": "0.26.0", "numpy": "2.1.3", "matplotlib": "3.10.0",
+                  "tqdm": "4.67.1", "torchsummary": "1.5.1", "jupytext": "1.19.5", "nbformat": "5.11.1"}
+
+
+def _requirements(*extras: str) -> list:
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(meta["dependencies"])
+    for extra in extras:
+        reqs += meta["optional-dependencies"][extra]
+    return [Requirement(r) for r in reqs]
+
+
+@pytest.mark.parametrize("extra", ["colab", "notebooks"])
+def test_colab_install_accepts_every_preinstalled_colab_version(extra):
+    """Installing nplib (with the colab or notebooks extra) on Colab must upgrade nothing."""
+    for req in _requirements(extra):
+        name = req.name.lower().replace("_", "-")
+        if name in COLAB_VERSIONS:
+            assert req.specifier.contains(COLAB_VERSIONS[name]), f"{req} rejects Colab's {name} {COLAB_VERSIONS[name]}"
+
+
+def test_notebooks_extra_accepts_ipywidgets_7_and_8_but_not_9():
+    (req,) = [r for r in _requirements("notebooks") if r.name == "ipywidgets"]
+    assert req.specifier.contains("7.7.1") and req.specifier.contains("8.1.5")
+    assert not req.specifier.contains("9.0.0") and not req.specifier.contains("7.6.5")
+
+
+def test_colab_install_hint_names_the_colab_extra_and_repo_url():
+    from nplib.notebook import REPO_URL, colab_install_hint
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "colab" in extras
+    assert colab_install_hint() == f"install -q 'nplib[colab] @ git+{REPO_URL}'"
+
+
+def test_results_and_checkpoints_are_package_data():
+    """nplib/results/*.json and nplib/checkpoints/*.pt + *.json ship in the wheel (checked installed
+    in tests/test_colab.py); pytest no longer collects the notebooks from the checkout."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    data = cfg["tool"]["setuptools"]["package-data"]["nplib"]
+    assert set(data) >= {"results/*.json", "checkpoints/*.pt", "checkpoints/*.json"}
+    assert list((ROOT / "nplib" / "results").glob("*.json")), "no shipped results"
+    pytest_cfg = cfg["tool"]["pytest"]["ini_options"]
+    assert pytest_cfg["testpaths"] == ["tests"] and "nbval" not in pytest_cfg["addopts"]

@@ -1,6 +1,7 @@
 """Schedules: every formula of spec section 1 and the schedule traps of section 8."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,11 +22,13 @@ def test_shapes(sched):
         assert getattr(sched, name).shape == (T,)
 
 
-def test_alpha_bar_is_product_from_t_up_to_T(sched):
-    # alpha_bar_t = prod_{s=t..T} alpha_s
-    for t in range(sched.T + 1):
-        assert math.isclose(float(sched.alpha[t:].prod()), float(sched.alpha_bar[t]), rel_tol=1e-12)
-    assert float(sched.alpha_bar[-1]) == float(sched.alpha[-1])
+def test_alpha_bar_is_the_product_from_t_up_to_T_on_a_hand_schedule():
+    """alpha_bar = (0.1, 0.4, 0.8) gives alpha = (0.25, 0.5, 0.8), worked out by hand, and
+    alpha_bar_t = prod_{s=t..T} alpha_s: 0.8, 0.5 * 0.8 = 0.4, 0.25 * 0.5 * 0.8 = 0.1."""
+    s = DTSchedule.from_alpha_bar([0.1, 0.4, 0.8])
+    assert s.alpha.tolist() == pytest.approx([0.25, 0.5, 0.8], rel=1e-12)
+    for t, expected in enumerate([0.1, 0.4, 0.8]):
+        assert float(torch.prod(s.alpha[t:])) == pytest.approx(expected, rel=1e-12)
 
 
 def test_trap1_alpha_bar_increasing_and_weights_positive(sched):
@@ -42,22 +45,42 @@ def test_trap1_forward_product_is_rejected():
         DTSchedule.from_alpha_bar(forward)
 
 
-def test_snr(sched):
-    assert torch.allclose(sched.snr, sched.alpha_bar / (1 - sched.alpha_bar))
-    assert torch.allclose(sched.snr_delta, sched.snr[1:] - sched.snr[:-1])
+# alpha_bar_t of the default cosine schedule (T = 10, clip [1e-4, 0.99]) and its loss weights
+# SNR(t) - SNR(t-1), computed once outside nplib with the spec's formula in plain Python
+# (f(s) = cos^2((s + 0.008)/1.008 pi/2) / cos^2(0.008/1.008 pi/2), alpha_bar_t = clip(f(1 - t/T))).
+COSINE_AB = [0.0001, 0.0240917241, 0.0940456127, 0.2031214741, 0.3408096398, 0.4938435904,
+             0.6474782111, 0.7869105112, 0.8987059206, 0.9720927371, 0.99]
+COSINE_WEIGHTS = [0.024586454, 0.079121867, 0.15108808, 0.26211607, 0.45866141, 0.8610302, 1.85616,
+                  5.1793813, 25.960721, 64.167034]
+RESCALED_AB = [0.0001, 0.0239483977, 0.093195752, 0.2011699472, 0.3374674624, 0.4889557702,
+               0.6410386812, 0.779062715, 0.8897289908, 0.9623746005, 0.99]
 
 
-def test_posterior_coefficients_closed_form(sched):
-    ab = sched.alpha_bar
-    for t in range(1, sched.T + 1):
-        a_prev = float(ab[t - 1] / ab[t])  # alpha_{t-1}
-        assert math.isclose(float(sched.alpha[t - 1]), a_prev, rel_tol=1e-12)
-        a = math.sqrt(ab[t]) * (1 - a_prev) / (1 - ab[t - 1])
-        b = math.sqrt(a_prev) * (1 - ab[t]) / (1 - ab[t - 1])
-        c = (1 - ab[t]) * (1 - a_prev) / (1 - ab[t - 1])
-        assert math.isclose(float(sched.a[t - 1]), a, rel_tol=1e-12)
-        assert math.isclose(float(sched.b[t - 1]), b, rel_tol=1e-12)
-        assert math.isclose(float(sched.c[t - 1]), c, rel_tol=1e-12)
+def test_cosine_schedule_matches_values_computed_outside_nplib():
+    s = make_schedule("cosine", 10)
+    np.testing.assert_allclose(s.alpha_bar.numpy(), COSINE_AB, rtol=1e-8)
+    np.testing.assert_allclose(s.snr_delta.numpy(), COSINE_WEIGHTS, rtol=1e-5)
+    # SNR(T) = 0.99 / 0.01 = 99, SNR(0) = 1e-4 / (1 - 1e-4)
+    assert float(s.snr[-1]) == pytest.approx(99.0, rel=1e-9)
+    assert float(s.snr[0]) == pytest.approx(1e-4 / 0.9999, rel=1e-9)
+
+
+def test_rescaled_cosine_schedule_matches_values_computed_outside_nplib():
+    s = make_schedule("cosine", 10, clip="rescale")
+    np.testing.assert_allclose(s.alpha_bar.numpy(), RESCALED_AB, rtol=1e-8)
+    assert float(s.snr_delta[-1]) == pytest.approx(73.4222091, rel=1e-6)
+
+
+def test_posterior_coefficients_on_a_hand_schedule():
+    """alpha_bar = (0.1, 0.4, 0.8):  a = (sqrt(0.4) 0.75/0.9, sqrt(0.8) 0.5/0.6) = (0.5270462767, 0.7453559925),
+    b = (0.5 * 0.6/0.9, sqrt(0.5) 0.2/0.6) = (1/3, 0.2357022604), c = (0.6 * 0.75/0.9, 0.2 * 0.5/0.6) = (0.5, 1/6),
+    SNR = (1/9, 2/3, 4), SNR(t) - SNR(t-1) = (5/9, 10/3)."""
+    s = DTSchedule.from_alpha_bar([0.1, 0.4, 0.8])
+    np.testing.assert_allclose(s.a.numpy(), [0.5270462767, 0.7453559925], rtol=1e-9)
+    np.testing.assert_allclose(s.b.numpy(), [1 / 3, 0.2357022604], rtol=1e-9)
+    np.testing.assert_allclose(s.c.numpy(), [0.5, 1 / 6], rtol=1e-9)
+    np.testing.assert_allclose(s.snr.numpy(), [1 / 9, 2 / 3, 4.0], rtol=1e-12)
+    np.testing.assert_allclose(s.snr_delta.numpy(), [5 / 9, 10 / 3], rtol=1e-12)
 
 
 def test_posterior_mean_consistency(sched):
@@ -131,6 +154,8 @@ def test_hard_clip_at_large_T_is_refused_and_rescale_works():
     (dict(alpha_bar_max=1.5), r"alpha_bar_max must lie in \(0, 1\)"),
     (dict(alpha_bar_min=0.0), r"alpha_bar_min must lie in \(0, 1\)"),
     (dict(alpha_bar_min=0.5, alpha_bar_max=0.4), "alpha_bar_min < alpha_bar_max"),
+    (dict(alpha_bar_min=0.5, alpha_bar_max=0.5), "alpha_bar_min < alpha_bar_max"),
+    (dict(kind="linear", alpha_bar_min=0.5, alpha_bar_max=0.5), "alpha_bar_min < alpha_bar_max"),
     (dict(kind="quadratic"), "unknown schedule kind"),
 ])
 def test_bad_arguments(kwargs, match):
@@ -150,8 +175,9 @@ def test_bad_alpha_bar(values, match):
         DTSchedule.from_alpha_bar(values)
 
 
-def test_as_dict_keys():
+def test_as_dict_holds_the_schedule_as_plain_lists():
     d = make_schedule().as_dict()
-    for k in ("alpha", "alpha_bar", "snr", "snr_delta", "a", "b", "c"):
-        assert k in d
-    assert len(d["alpha_bar"]) == 11 and len(d["a"]) == 10
+    assert d["kind"] == "cosine" and d["T"] == 10
+    assert d["alpha_bar"] == pytest.approx(COSINE_AB, rel=1e-8)
+    assert d["snr_delta"] == pytest.approx(COSINE_WEIGHTS, rel=1e-5)
+    assert len(d["a"]) == len(d["b"]) == len(d["c"]) == 10 and len(d["alpha"]) == len(d["snr"]) == 11

@@ -299,7 +299,7 @@ def test_forecast_frames_with_row_sets(mf):
 
 def test_results_table_with_real_files(mf):
     """Every accuracy in results/*.json that the deck shows is the file's own number."""
-    results = mf.load_results(ROOT / "results")
+    results = mf.load_results(ROOT / "nplib" / "results")
     table, _ = mf.results_table(results)
     for name, r in results.items():
         acc = r.get("final_test_accuracy") if isinstance(r, dict) else None
@@ -338,7 +338,7 @@ def test_deck_builds(tmp_path):
     _need_latexmk()
     work = _copy_slides(tmp_path / "slides")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(["make", "-C", str(work), f"PYTHON={sys.executable}", f"RESULTS={ROOT / 'results'}",
+    proc = subprocess.run(["make", "-C", str(work), f"PYTHON={sys.executable}", f"RESULTS={ROOT / 'nplib' / 'results'}",
                            f"NOTEBOOKS={ROOT / 'notebooks'}"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "check: main.pdf OK" in proc.stdout

@@ -56,9 +56,21 @@ def test_no_test_rows_in_training_windows():
     lo, hi = data.train.input_rows()
     assert hi <= 8640 and data.train.target_rows()[1] <= 8640
     assert data.val.target_rows()[1] <= 11520 <= data.test.target_rows()[0]
-    # training pairs drawn by the training loop never touch rows past the training part
+
+
+
+def test_training_batches_use_only_training_rows():
+    """A series whose value is its row number: every value in every (window, variable) pair the
+    training loop can draw comes from a row < 8640 (the first validation row)."""
+    rows = np.arange(sum(ts.SPLIT_HOURS), dtype=np.float64)
+    values = np.stack([rows, rows], axis=1)
+    data = ts.data_from_array(values, 336, 720)
     x, y = ts._batch(data.train, torch.arange(len(data.train) * 2))
-    assert x.shape[0] == y.shape[0] == len(data.train) * 2
+    row_of = lambda v, c: v.double() * float(data.scaler.std[c]) + float(data.scaler.mean[c])  # noqa: E731
+    for c in (0, 1):
+        assert float(row_of(x[c::2], c).max()) == pytest.approx(8640 - 720 - 1, abs=0.05)
+        assert float(row_of(y[c::2], c).max()) == pytest.approx(8640 - 1, abs=0.05)
+        assert float(row_of(x[c::2], c).min()) == pytest.approx(0.0, abs=0.05)
 
 
 def test_scaler_fitted_on_training_rows_only():
@@ -191,12 +203,16 @@ def test_no_gradient_across_blocks():
     assert len(out["per_block"]) == 4 and all(np.isfinite(out["per_block"]))
 
 
-def test_chain_shapes_and_determinism():
+def test_chain_shapes_seeding_and_feature_reuse():
     m = ts.NoPropForecaster(48, 24, T=3, d=8, hidden=16, ae_hidden=0).eval()
     x = torch.randn(5, 48)
     z = m.sample_latent(x, samples=7, generator=torch.Generator().manual_seed(0))
     assert z.shape == (7, 5, 8)
-    assert torch.equal(m.predict(x), m.predict(x))
+    # the deterministic chain draws no random numbers: the global generator's state is irrelevant
+    torch.manual_seed(1)
+    p1 = m.predict(x)
+    torch.manual_seed(2)
+    assert torch.equal(p1, m.predict(x))
     a = m.forecast(x, noise=True, samples=3, generator=torch.Generator().manual_seed(1))
     b = m.forecast(x, noise=True, samples=3, generator=torch.Generator().manual_seed(1))
     assert a.shape == (3, 5, 24) and torch.equal(a, b)
@@ -208,18 +224,40 @@ def test_chain_shapes_and_determinism():
     torch.testing.assert_close(blk.from_features(blk.past_features(x), zs, 3), blk(x.repeat(3, 1), zs))
 
 
-def test_quick_run_beats_naive_on_synthetic_seasonal_series():
+def test_quick_run_beats_naive_and_widens_intervals_on_validation_windows(monkeypatch):
     data = ts.data_from_array(ts.synthetic_series(channels=2, noise=0.2), 96, 48, smoke=True, name="synthetic")
     cfg = ts.ForecastConfig(T=4, d=16, hidden=32, ae_hidden=32, epochs=2, ae_epochs=2, baseline_epochs=1,
                             samples=8, max_train_examples=3000, lr=3e-3)
+    calls = []
+    real = ts.calibrate_interval_scale
+
+    def spy(model, ws, *args, **kwargs):
+        calls.append(ws.target_rows())
+        out = real(model, ws, *args, **kwargs)
+        calls.append(out[0])
+        return out
+
+    monkeypatch.setattr(ts, "calibrate_interval_scale", spy)
     r = ts.run_experiment(data=data, cfg=cfg, smoke=False, log=lambda s: None)
+    # the widening factors are chosen on the validation months only (rows 8640 .. 11520)
+    assert len(calls) == 2
+    lo, hi = calls[0]
+    assert 8640 <= lo and hi <= 11520
     rows = {row["model"]: row for row in r["rows"]}
     naive = rows["naive (last value)"]["mse"]
     assert rows["NoProp AE, deterministic chain"]["mse"] < 0.6 * naive
     sampled = [row for row in r["rows"] if "samples" in row["model"]][0]
     assert sampled["mse"] < 0.6 * naive
-    cov = sampled["coverage"]
-    assert 0.0 < cov["80"] <= cov["95"] <= 1.0 and sampled["width"]["80"] < sampled["width"]["95"]
+    widened = [row for row in r["rows"] if "widened on validation" in row["model"]][0]
+    assert widened["scale"] == {"80": calls[1][0.8], "95": calls[1][0.95]}
+    # widening by k >= 1 contains the raw interval (coverage cannot drop); k < 1 is contained in it
+    for lv in ("80", "95"):
+        k = widened["scale"][lv]
+        if k >= 1:
+            assert widened["coverage"][lv] >= sampled["coverage"][lv]
+        else:
+            assert widened["coverage"][lv] <= sampled["coverage"][lv]
+        assert widened["width"][lv] == pytest.approx(k * sampled["width"][lv], rel=1e-4)
     assert "ETTh1" not in ts.format_table(r) and "NoProp AE" in ts.format_table(r)
     assert (r["models"]["noprop"].autoencoder.sigma_rec > 0).all()
 
