@@ -156,7 +156,7 @@ plots.plot_marginals(W1, schedule, ts=(0, 4, 7, 10), classes=(0, 1, 2), n_per_cl
 plots.plot_marginals(W2, schedule, ts=(0, 4, 7, 10), classes=(0, 1, 2), n_per_class=300);
 
 # %% [markdown]
-# ### 2.1 Why the direction matters (spec section 8, bug 1)
+# ### 2.1 Why the direction matters (trap 1 in `docs/pitfalls.md`)
 #
 # DDPM numbers time the other way: $t=0$ is the clean data and $\bar\alpha_t = \prod_{s\le t}\alpha_s$ is a
 # *forward* cumulative product that **decreases**. Copying that line into NoProp code is the most
@@ -194,7 +194,7 @@ else:
 # ### 3.1 Mean and variance of $q(z_t\mid y)$
 #
 # `q_sample` draws $z_t = \sqrt{\bar\alpha_t}\,u_y + \sqrt{1-\bar\alpha_t}\,\epsilon$. Note the **square
-# root**: writing $\bar\alpha_t u_y$ (spec bug 7) gives the wrong mean and a total variance that
+# root**: writing $\bar\alpha_t u_y$ (trap 7 in `docs/pitfalls.md`) gives the wrong mean and a total variance that
 # is no longer 1 for a unit $u_y$.
 
 # %%
@@ -257,7 +257,7 @@ for t, a_mc, b_mc, c_mc in rows:
     assert abs(c - c_mc) < 6 * c * math.sqrt(2 / N_MC), (t, c, c_mc)
 
 # %% [markdown]
-# The regression recovers $a_t, b_t, c_t$ for every block. Spec bug 2 writes $b_t$ with
+# The regression recovers $a_t, b_t, c_t$ for every block. Trap 2 of `docs/pitfalls.md` writes $b_t$ with
 # $\sqrt{\bar\alpha_{t-1}}$ instead of $\sqrt{\alpha_{t-1}}$. Since $\alpha_{t-1} = \bar\alpha_{t-1}/\bar\alpha_t$,
 # the correct $b_t$ is exactly $1/\sqrt{\bar\alpha_t}$ times the buggy one: the bug shrinks $b_t$
 # most in the noisy blocks, where $\bar\alpha_t$ is small (and more for schedules that start closer
@@ -346,7 +346,7 @@ plots.plot_label_trajectories(Z2, u, schedule);
 # nearest to $z_t$. At $t=0$ the guess is chance (10 %); at $t=T$ it is essentially always right. Blocks near
 # $t=1$ must therefore find the class from the **image**; blocks near $T$ mostly clean up a
 # label that is already visible. (This is also why evaluating a model with $z$ built from the true
-# label, spec bug 6, says nothing about its accuracy.)
+# label, trap 6, says nothing about its accuracy.)
 
 # %%
 g = torch.Generator().manual_seed(7)
@@ -415,14 +415,14 @@ print(alpha_bar_from_alpha(schedule.alpha))
 
 
 # %% [markdown]
-# **Exercise 2.** Spec bug 7 computes the noised label as $\bar\alpha_t u_y + \sqrt{1-\bar\alpha_t}\,\epsilon$.
+# **Exercise 2.** Trap 7 (`docs/pitfalls.md`) computes the noised label as $\bar\alpha_t u_y + \sqrt{1-\bar\alpha_t}\,\epsilon$.
 # Sample it for the one-hot label 3 at every $t$ and report the total variance
 # $E\|z_t\|^2$ next to the correct one. For a unit $u_y$ the correct value is $1\cdot\bar\alpha_t + d(1-\bar\alpha_t)$;
 # which $t$ is hurt most?
 
 # %% tags=["raises-exception"]
 def noised_label_bug7(u, t, schedule, generator):
-    # spec bug 7: z_t = alpha_bar_t u_y + sqrt(1 - alpha_bar_t) eps   (alpha_bar_t, not its square root)
+    # trap 7: z_t = alpha_bar_t u_y + sqrt(1 - alpha_bar_t) eps   (alpha_bar_t, not its square root)
     raise NotImplementedError("Exercise 2: alpha_bar_t * u + sqrt(1 - alpha_bar_t) * eps, eps drawn with `generator`")
 
 
@@ -443,7 +443,7 @@ print("hurt most at t =", max(range(T + 1), key=lambda t: lost[t]))
 
 # %% tags=["solution"]
 def noised_label_bug7(u, t, schedule, generator):
-    # spec bug 7: z_t = alpha_bar_t u_y + sqrt(1 - alpha_bar_t) eps   (alpha_bar_t, not its square root)
+    # trap 7: z_t = alpha_bar_t u_y + sqrt(1 - alpha_bar_t) eps   (alpha_bar_t, not its square root)
     ab = float(schedule.alpha_bar[t])
     eps = torch.randn(u.shape, dtype=u.dtype, device=u.device, generator=generator)
     return ab * u + math.sqrt(1 - ab) * eps

@@ -236,7 +236,7 @@ print(f"total weight SNR(1) - SNR(0): {totals[-7.0] / totals[LearnedSchedule().g
 # factor printed under the plot. In nplib the end points are learned too (with $\gamma_0<\gamma_1$
 # kept by construction).
 #
-# ## 6. Every schedule trap of spec section 8, as an assert
+# ## 6. Every schedule trap of `docs/pitfalls.md`, as an assert
 #
 # Public reimplementations got the schedule wrong in four ways. Each is checked here, for both
 # schedules and all three clips.
@@ -289,7 +289,7 @@ assert bound[0.05] < 0.2 and bound[0.5] < 0.5 and bound[0.99] > 0.999
 
 # %% [markdown]
 # With $\bar\alpha_T = 0.05$ no classifier on $z_T$ can do much better than chance (10 %), however good
-# the blocks are; at 0.5 it is still wrong most of the time. (Bug 4 of the spec, a CNN classifier trained with
+# the blocks are; at 0.5 it is still wrong most of the time. (Trap 4 of `docs/pitfalls.md`, a CNN classifier trained with
 # cross-entropy on the images, "fixes" this by ignoring the chain: notebook 04 measures how much of
 # the accuracy the chain itself carries.)
 #

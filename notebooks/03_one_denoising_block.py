@@ -199,7 +199,7 @@ plots.plot_loss_curve(losses, smooth=20, title=f"{block_name} block {t} alone: L
 # How well does the block classify at this $t$? On the **test** images we draw
 # $z_{t-1}\sim q(z_{t-1}\mid y)$, exactly as in training, and take $\arg\max$ of $\hat u_t$ (for one-hot
 # labels, the argmax of the logits). Careful: this input is built from the true label, so it is *not*
-# a test accuracy of a classifier (that would be spec bug 6); it measures how well block $t$ does its
+# a test accuracy of a classifier (that would be trap 6 of `docs/pitfalls.md`, a label leak); it measures how well block $t$ does its
 # own job. The baseline is what $z_{t-1}$ alone reveals: the nearest class mean
 # $\sqrt{\bar\alpha_{t-1}}u_k$. Anything above that baseline the block learned from the image.
 

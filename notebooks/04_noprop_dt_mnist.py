@@ -26,7 +26,7 @@
 # $z_t = a_t \hat u_t + b_t z_{t-1} + \sqrt{c_t}\,\epsilon_t$, the block and its loss), PyTorch
 # training loops, convolutional networks.
 #
-# **Run time.** Full mode on a 2-core CPU: about 3 minutes (2.6 min measured), because the two long
+# **Run time.** Full mode on a 2-core CPU: about 3 minutes (2.6 and 3.1 min in two measured runs), because the two long
 # trainings load the course's pretrained checkpoints (section 2). Retraining them instead
 # (`NPLIB_RETRAIN=1`) adds about 30 minutes on the same CPU (section 1's probe: about a minute per
 # epoch for each model, 16 epochs each), or a few minutes on a GPU. Quick mode (`NPLIB_SMOKE=1`: 2000
@@ -310,7 +310,7 @@ assert 0.0 <= dt_eval["se"] < 0.05
 # %% [markdown]
 # ## 5. The backprop baseline: the same blocks, trained end to end
 #
-# Spec section 5: $z_0 \sim N(0, I)$, $z_t = (1 - \alpha_t) z_{t-1} + \alpha_t \hat u_t(z_{t-1}, x)$
+# The paper's baseline: $z_0 \sim N(0, I)$, $z_t = (1 - \alpha_t) z_{t-1} + \alpha_t \hat u_t(z_{t-1}, x)$
 # with $\alpha_t = \tanh(w_t)$ learnable, the classifier on $z_T$, cross-entropy, one AdamW over
 # every parameter, back-propagation through all ten blocks. Same block, same optimiser, same
 # number of epochs, same batch size.

@@ -78,7 +78,7 @@ LOOKBACK = 336             # the lookback of the published DLinear numbers
 # * each variable is standardised with the mean and standard deviation of the **training part only**;
 # * metrics (MSE, MAE) are computed on the standardised test set.
 #
-# Two classic leaks (spec section 8, bug 9) are fitting the scaler on the whole file (the test
+# Two classic leaks (trap 9 in `docs/pitfalls.md`) are fitting the scaler on the whole file (the test
 # period's level then leaks into the inputs) and a test set that is secretly a copy of part of the
 # training set. `tests/test_timeseries.py` checks both; here we look at the split.
 #

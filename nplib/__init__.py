@@ -14,9 +14,15 @@ Flat modules, one idea each:
 * :mod:`nplib.parallel`   - block-parallel training, memory / speed measurements (notebook 06)
 * :mod:`nplib.timeseries` - ETT data, the NoProp forecasting autoencoder, baselines (notebook 07)
 * :mod:`nplib.plots`, :mod:`nplib.widgets` - figures and interactive explorers (notebooks 01-02)
+* :mod:`nplib.devices`    - the one rule for random draws on any device (CPU, CUDA)
+* :mod:`nplib.pretrained` - the shipped checkpoints: load by default, retrain on request (notebooks 04, 05, 07)
+* :mod:`nplib.reference`  - the measured results shipped with the package (nplib/results/)
+* :mod:`nplib.bench`      - the benchmarks of notebook 06 (``python -m nplib bench``)
+* :mod:`nplib.fast`       - the batched NoProp-DT training step (README, "Two ways to train NoProp-DT")
+* :mod:`nplib.reproduce`  - ``python -m nplib reproduce``: the paper's Tables 1-2 (README)
 * :mod:`nplib.notebook`   - the setup cell of every notebook
-* :mod:`nplib.student`    - student copies of the notebooks without the solutions
-* :mod:`nplib.cli`        - ``python -m nplib train|schedule|forecast|student``
+* :mod:`nplib.student`    - student copies, notebook headers and badges
+* :mod:`nplib.cli`        - ``python -m nplib train|schedule|forecast|pretrained|bench|reproduce|student``
 """
 from .blocks import BlockConfig, DenoisingBlock, count_parameters
 from .data import data_root, load_dataset, load_train_test, smoke_mode

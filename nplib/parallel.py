@@ -1,7 +1,7 @@
 r"""Block-parallel NoProp-DT training, and the measurements of notebook 06 (memory, speed, latency).
 
 Introduced in notebooks/06_backprop_vs_noprop. The benchmark scripts in ``benchmarks/`` call the
-functions below and write ``results/bench_*.json``.
+functions below and write ``nplib/results/bench_*.json`` (through ``python -m nplib bench``).
 
 **Why NoProp-DT can be trained block-parallel.** Block t's loss
 
