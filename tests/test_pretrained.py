@@ -71,7 +71,7 @@ def shipped_copy(tmp_path, monkeypatch):
 
 def _dt_model(**kw):
     torch.manual_seed(0)
-    return NoPropDT((1, 28, 28), 10, T=10, block="small", **kw)
+    return NoPropDT((1, 28, 28), 10, T=10, **{"block": "small", **kw})
 
 
 def test_corrupted_checkpoint_is_refused_with_its_file_name(shipped_copy):
@@ -97,8 +97,10 @@ def test_unknown_checkpoint_name_lists_the_shipped_ones():
 def test_checkpoint_of_another_configuration_is_refused_and_the_difference_named():
     with pytest.raises(pretrained.CheckpointError, match=r"nb04_dt\.pt.*\n.*eta"):
         pretrained.load("nb04_dt", _dt_model(eta=0.5))
-    with pytest.raises(pretrained.CheckpointError, match="block"):
+    with pytest.raises(pretrained.CheckpointError, match=r"embedding: checkpoint 'onehot', model 'learned'"):
         pretrained.load("nb04_dt", _dt_model(embedding="learned", embed_dim=20))
+    with pytest.raises(pretrained.CheckpointError, match=r"block: checkpoint"):
+        pretrained.load("nb04_dt", _dt_model(block="paper"))
 
 
 def test_tampered_weights_with_a_matching_hash_still_fail_to_load_into_another_shape(shipped_copy):

@@ -120,6 +120,7 @@ def test_missing_file_names_file_and_place(tmp_path, monkeypatch):
         raise OSError("no network here")
 
     monkeypatch.setattr(ts.urllib.request, "urlretrieve", fail)
+    monkeypatch.delenv("NPLIB_NO_DOWNLOAD", raising=False)   # CI sets it; this test needs the download path
     with pytest.raises(DatasetNotFoundError) as err:
         ts.load_ett("ETTh1", root=tmp_path)
     msg = str(err.value)
@@ -128,6 +129,9 @@ def test_missing_file_names_file_and_place(tmp_path, monkeypatch):
     assert not list((tmp_path / "ETT").glob("*.part"))
     with pytest.raises(FileNotFoundError, match="download=False"):
         ts.load_ett("ETTh2", root=tmp_path, download=False)
+    monkeypatch.setenv("NPLIB_NO_DOWNLOAD", "1")
+    with pytest.raises(DatasetNotFoundError, match="NPLIB_NO_DOWNLOAD"):
+        ts.load_ett("ETTh1", root=tmp_path)
 
 
 def test_download_is_md5_checked(tmp_path, monkeypatch):
