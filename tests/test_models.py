@@ -143,15 +143,15 @@ def test_trap4_classifier_is_one_linear_layer_on_z_T(model):
 
 
 def test_trap4_block_loss_does_not_depend_on_the_classifier(model):
-    """Spec 8.4: no cross-entropy on the last block. Changing the classifier leaves every block
+    """Trap 4 (docs/pitfalls.md): no cross-entropy on the last block. Changing the classifier leaves every block
     loss unchanged (same noise draw), so no classifier term hides in it."""
     x, y = tiny_batch(8)
     model.eval()
-    before = [float(model.block_loss(t, x, y, generator=torch.Generator().manual_seed(t))) for t in (1, 4)]
+    before = [float(model.block_loss(t, x, y, generator=torch.Generator().manual_seed(t)).detach()) for t in (1, 4)]
     with torch.no_grad():
         model.classifier.weight.mul_(-7.0).add_(3.0)
         model.classifier.bias.fill_(5.0)
-    after = [float(model.block_loss(t, x, y, generator=torch.Generator().manual_seed(t))) for t in (1, 4)]
+    after = [float(model.block_loss(t, x, y, generator=torch.Generator().manual_seed(t)).detach()) for t in (1, 4)]
     assert before == after
 
 
