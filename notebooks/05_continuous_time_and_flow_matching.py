@@ -607,12 +607,16 @@ print(f"this notebook ran for {(time.perf_counter() - T_START) / 60:.1f} min")
 # model (noise-free, $z_0 = 0$) and compare its accuracy with Euler's at 2, 5 and 10 *network calls*.
 
 # %% tags=["raises-exception"]
+x_ex, y_ex = test.x[:2000].to(DEVICE), test.y[:2000].to(DEVICE)   # the images exercises 1 and 3 score
+
+
 def heun_predict(model, x, steps):
     """Classes from Heun's method with ``steps`` steps (2 network calls per step), z_0 = 0."""
     raise NotImplementedError("use model.net.image_features once, then model.net.logits_from_features")
 
 
-heun_predict(fm_model, test.x[:10], 2)
+pred = heun_predict(fm_model, test.x[:10].to(DEVICE), 2)
+assert pred.shape == (10,) and pred.dtype == torch.long   # then compare with Euler, as in the solution
 
 # %% tags=["solution"]
 @torch.no_grad()
@@ -632,7 +636,6 @@ def heun_predict(model, x, steps):
     return model.class_logits(z).argmax(1)
 
 
-x_ex, y_ex = test.x[:2000].to(DEVICE), test.y[:2000].to(DEVICE)
 for calls in (2, 4, 10):
     acc_heun = float((heun_predict(fm_model, x_ex, calls // 2) == y_ex).float().mean())
     acc_euler = float((fm_model.predict(x_ex, noise=False, steps=calls) == y_ex).float().mean())
@@ -652,7 +655,8 @@ def loss_for_shape(seed):
     raise NotImplementedError("randomise raw_w1, raw_w2, raw_w3, b (not g0, raw_gap); use snr_derivative")
 
 
-loss_for_shape(0)
+values = [loss_for_shape(seed) for seed in range(3)]
+assert max(values) - min(values) < 1e-2 * max(values), values   # the same for every shape
 
 # %% tags=["solution"]
 def loss_for_shape(seed, n=200_000):
@@ -685,7 +689,8 @@ def ct_predict(model, x, steps, random_start, step_noise, seed=0):
     raise NotImplementedError("use ct_step_coefficients(model.schedule, steps) and model.net's feature methods")
 
 
-ct_predict(ct_model, test.x[:10].to(DEVICE), 10, True, False)
+pred = ct_predict(ct_model, test.x[:10].to(DEVICE), 10, True, False)
+assert pred.shape == (10,) and pred.dtype == torch.long
 
 # %% tags=["solution"]
 @torch.no_grad()
@@ -720,19 +725,20 @@ for random_start in (False, True):
 # `ct_accuracy_vs_t`) and of both samplers (100 steps) on the test set.
 
 # %% tags=["raises-exception"]
+from nplib.continuous import NoPropCT
+
+EX_TRAIN, EX_EPOCHS = (2000, 1) if SMOKE else (20_000, 2)   # the exercise's training budget
+
+
 def train_ct_with_ends(g0, g1):
     """A NoProp-CT model with initial ends (g0, g1), trained for EX_EPOCHS epochs on EX_TRAIN images."""
     raise NotImplementedError("nplib.continuous.NoPropCT(..., g0=g0, g1=g1), then fit(...) on train.subset(EX_TRAIN)")
 
 
-train_ct_with_ends(-7.0, 7.0)
+m_ex = train_ct_with_ends(-7.0, 7.0)
+assert isinstance(m_ex, NoPropCT) and not m_ex.training
 
 # %% tags=["solution"]
-from nplib.continuous import NoPropCT
-
-EX_TRAIN, EX_EPOCHS = (2000, 1) if SMOKE else (20_000, 2)
-
-
 def train_ct_with_ends(g0, g1):
     """A NoProp-CT model with initial ends (g0, g1), trained for EX_EPOCHS epochs on EX_TRAIN images."""
     torch.manual_seed(S.seed)
