@@ -315,9 +315,10 @@ assert 0.0 <= dt_eval["se"] < 0.05
 # every parameter, back-propagation through all ten blocks. Same block, same optimiser, same
 # number of epochs, same batch size.
 #
-# **A choice the paper leaves open: the classifier's initialisation.** An earlier run of this
-# notebook used PyTorch's default initialisation of the linear classifier and the baseline stalled
-# at 61 % after 5 epochs. The diagnosis on its checkpoint: the block softmaxes of the end-to-end
+# **A choice the paper leaves open: the classifier's initialisation.** An earlier full run of this
+# notebook (the course's commit 0249aa5, 5 epochs; not this run) used PyTorch's default
+# initialisation of the linear classifier, and the baseline stalled at 60.9 % test accuracy. The
+# diagnosis on its checkpoint: the block softmaxes of the end-to-end
 # chain had put PAIRS of classes on the same coordinate of $z_T$ (1 and 6 shared one, 2 and 3
 # another), and no linear classifier on $z_T$ can separate them again. $z_T$ is a convex combination
 # of class embeddings, so with default weights (about $1/\sqrt{d}$) the logits span a tiny range,
