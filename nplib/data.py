@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DATASETS", "DatasetNotFoundError", "TensorData", "TensorLoader", "data_root", "smoke_mode",
+__all__ = ["DATASETS", "DatasetNotFoundError", "file_digest", "TensorData", "TensorLoader", "data_root", "smoke_mode",
            "load_dataset", "load_train_test", "SMOKE_SIZES", "CIFAR_FILES", "write_synthetic_cifar"]
 
 #: name -> (torchvision class name, image shape, classes, per-channel mean, per-channel std)
@@ -36,6 +36,17 @@ DATASETS = {
 SMOKE_SIZES = (2000, 500)
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB chunks (md5 for the ETT files, sha256 for checkpoints)."""
+    import hashlib
+
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class DatasetNotFoundError(FileNotFoundError):

@@ -28,7 +28,6 @@ nothing silently trains instead.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -74,11 +73,9 @@ def checkpoint_path(name: str) -> Path:
 
 def sha256(path: str | Path) -> str:
     """The SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from .data import file_digest
+
+    return file_digest(path, "sha256")
 
 
 def verify(name: str) -> dict:

@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import math
 import os
 import time
@@ -84,7 +83,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import devices
-from .data import DatasetNotFoundError, data_root, smoke_mode
+from .data import DatasetNotFoundError, data_root, file_digest, smoke_mode
 from .diffusion import posterior_step, q_sample
 from .schedules import DTSchedule, make_schedule
 
@@ -112,11 +111,7 @@ TARGET = "OT"
 # ============================================================================ data
 def md5sum(path: str | Path) -> str:
     """Hex md5 of a file (read in chunks)."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def _check_md5(path: Path, name: str) -> None:
