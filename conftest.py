@@ -15,3 +15,22 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
+    if getattr(config.option, "nbval", False):
+        _configure_strict_nbval(config)
+
+
+def _configure_strict_nbval(config):
+    """``pytest --nbval notebooks``: compare every notebook's committed outputs with a fresh run.
+
+    The committed outputs are those of a FULL run (shipped checkpoints loaded, full data), so strict
+    mode runs the notebooks in full mode (``NPLIB_SMOKE=0``), draws figures with the inline backend
+    as Jupyter does (a figure is an output: a cell that stops drawing one fails), runs the kernels in
+    this environment, and sanitizes durations and hardware lines with ``notebooks/nbval_sanitize.cfg``
+    (the reasons are in that file). Each option can still be overridden on the command line.
+    """
+    os.environ["NPLIB_SMOKE"] = "0"
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    if not config.option.nbval_current_env and not config.option.nbval_kernel_name:
+        config.option.nbval_current_env = True
+    if config.option.nbval_sanitize_with is None:
+        config.option.nbval_sanitize_with = str(Path(__file__).resolve().parent / "notebooks" / "nbval_sanitize.cfg")

@@ -79,6 +79,13 @@ def _cmd_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cpu" and not args.no_tune_malloc:
+        from .cpu import tune_malloc
+
+        # reuse freed tensor memory instead of faulting in fresh pages every step (nplib/cpu.py);
+        # exported, so block-parallel workers inherit it
+        if tune_malloc():
+            print("CPU: glibc malloc tuned for training (nplib.cpu.tune_malloc; --no-tune-malloc to keep the defaults)")
     train, test = load_train_test(args.dataset, smoke=smoke)
     set_seed(args.seed)
     model = build_model(args.variant, args.model, train.image_shape, train.num_classes, args.T, args.embedding,
@@ -88,11 +95,26 @@ def _cmd_train(args) -> int:
     print(f"{args.variant} / {args.model} block / {args.embedding} embedding on {args.dataset}: "
           f"{len(train)} train, {len(test)} test images, {n_params:,} parameters, {epochs} epochs, "
           f"device {device}{' (quick mode)' if smoke else ''}")
+    if args.parallel:
+        return _train_block_parallel(args, model, train, test, epochs, device, smoke, n_params)
+    trainer = model
+    if args.fast:
+        if args.variant != "dt":
+            raise ValueError(f"--fast trains NoProp-DT only (the T blocks side by side); --variant {args.variant} "
+                             "uses its own loop: drop --fast")
+        from .fast import FastDTTrainer
+
+        trainer = FastDTTrainer(model.to(device))   # refuses a learned embedding with a clear error
+        print("fast path: the T blocks' updates of each minibatch run as one batched computation (nplib.fast)")
+    if args.train_eval_size < 0:
+        raise ValueError(f"--train-eval-size must be >= 0, got {args.train_eval_size}")
     t0 = time.perf_counter()
-    history = fit(model, train, test, epochs, batch_size=args.batch_size, lr=args.lr,
+    history = fit(trainer, train, test, epochs, batch_size=args.batch_size, lr=args.lr,
                   weight_decay=args.weight_decay, seed=args.seed, checkpoint=args.checkpoint,
                   resume=not args.no_resume, progress=not args.no_progress, device=device,
-                  max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+                  max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                  train_eval_size=args.train_eval_size or None, eval_train=args.train_eval_size > 0,
+                  bf16=args.bf16)
     train_seconds = time.perf_counter() - t0
     final = evaluate_runs(model, test, runs=args.eval_runs, seed=args.seed, device=device)
     print(f"final test accuracy: {100 * final['mean']:.2f} +- {100 * final['se']:.2f} % "
@@ -108,6 +130,68 @@ def _cmd_train(args) -> int:
         "history": history,
         "final_test_accuracy": final,
         "wall_seconds": train_seconds,
+    }
+    result["config"].pop("func", None)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
+def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_params) -> int:
+    """``train --parallel N``: NoProp-DT's blocks split over N processes (:mod:`nplib.parallel`).
+
+    Each process trains its group of blocks on every minibatch with ``--threads / N`` torch threads
+    (at least 1); rank 0 also trains the classifier. No gradient is exchanged; the result is, bit
+    for bit on a CPU, the single process's with that many threads. Nothing is evaluated during
+    training; the final accuracies are measured as without ``--parallel``.
+    """
+    import torch
+
+    from .parallel import train_block_parallel
+    from .train import evaluate_runs, hardware_info
+
+    if args.variant != "dt":
+        raise ValueError(f"--parallel trains NoProp-DT only; --variant {args.variant} trains end to end or "
+                         "shares its network between the steps: drop --parallel")
+    for flag, value in (("--fast", args.fast), ("--checkpoint", args.checkpoint), ("--max-minutes", args.max_minutes)):
+        if value:
+            raise ValueError(f"{flag} cannot be combined with --parallel")
+    if args.parallel < 2:
+        raise ValueError(f"--parallel needs at least 2 processes, got {args.parallel}")
+    cfg = model.config()
+    kw = {"image_shape": train.image_shape, "num_classes": train.num_classes, "T": args.T, "block": args.model,
+          "embedding": args.embedding, "schedule": model.schedule, "eta": cfg["eta"], "embed_dim": args.embed_dim}
+    threads = max(1, (args.threads or torch.get_num_threads()) // args.parallel)
+    print(f"block-parallel: {args.parallel} processes x {threads} thread(s){', bfloat16 autocast' if args.bf16 else ''}, "
+          f"no gradient exchanged "
+          f"(the result equals one process with {threads} thread(s), bit for bit on a CPU)")
+    t0 = time.perf_counter()
+    trained, info = train_block_parallel(kw, train, epochs, batch_size=args.batch_size, lr=args.lr,
+                                         weight_decay=args.weight_decay, seed=args.seed, world_size=args.parallel,
+                                         threads_per_process=threads, device=device, timeout=7 * 24 * 3600,
+                                         log_epochs=True, bf16=args.bf16,
+                                         tune_malloc=torch.device(device).type == "cpu" and not args.no_tune_malloc)
+    train_seconds = time.perf_counter() - t0
+    final = evaluate_runs(trained, test, runs=args.eval_runs, seed=args.seed, device=device)
+    total_seconds = time.perf_counter() - t0
+    print(f"final test accuracy: {100 * final['mean']:.2f} +- {100 * final['se']:.2f} % "
+          f"(stochastic chain, mean +- s.e. over {args.eval_runs} runs); noise-free {100 * final['noise_free']:.2f} %")
+    print(f"wall time {train_seconds / 60:.1f} min training (process start-up included), "
+          f"{total_seconds / 60:.1f} min with the final evaluation")
+    result = {
+        "command": " ".join(["python -m nplib"] + sys.argv[1:]),
+        "config": {**vars(args), "epochs_run": len(info["history"]), "smoke": smoke, "train_size": len(train),
+                   "test_size": len(test), "parameters": n_params, "block_name": args.model,
+                   "model": trained.config()},
+        "hardware": hardware_info(),
+        "history": info["history"],
+        "final_test_accuracy": final,
+        "wall_seconds": train_seconds,
+        "wall_seconds_with_evaluation": total_seconds,
+        "parallel": {k: v for k, v in info.items() if k != "history"},
     }
     result["config"].pop("func", None)
     if args.out:
@@ -156,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this budget")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--fast", action="store_true",
+                   help="NoProp-DT with a fixed embedding: train the T blocks side by side (nplib.fast; same "
+                        "numbers as the loop, more memory)")
+    t.add_argument("--parallel", type=int, default=0, metavar="N",
+                   help="NoProp-DT with a fixed embedding: split the blocks over N processes (N >= 2), each "
+                        "with --threads/N threads; the fastest way to use several CPU cores")
+    t.add_argument("--no-tune-malloc", action="store_true",
+                   help="keep glibc's malloc defaults on a CPU (by default the allocator reuses freed tensor memory, "
+                        "see nplib/cpu.py)")
+    t.add_argument("--bf16", action="store_true",
+                   help="train under bfloat16 autocast (faster on CPUs with bf16 support; evaluation stays float32)")
+    t.add_argument("--train-eval-size", type=int, default=10_000,
+                   help="training images scored after every epoch (default 10000; 0: none, saves time)")
     t.set_defaults(func=_cmd_train)
 
     for name, add in EXTRA_COMMANDS.items():
@@ -180,7 +277,7 @@ def _register_optional_commands() -> None:
     """Subcommands that live in their own modules (for example ``forecast``)."""
     import importlib
 
-    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce"):
+    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce", "ablation"):
         try:
             m = importlib.import_module(f"nplib.{mod}")
         except ModuleNotFoundError as err:

@@ -148,18 +148,34 @@ def check_parallelisable(model) -> None:
 
 # ---------------------------------------------------------------------------------------- training
 def _train_loop(model: NoPropDT, optimizers: dict, train: TensorData, epochs: int, batch_size: int, seed: int,
-                device, blocks=None, shared: bool = True, max_batches: int | None = None) -> int:
-    """The minibatch loop of :func:`nplib.train.fit` (no evaluation); returns the number of steps."""
+                device, blocks=None, shared: bool = True, max_batches: int | None = None, on_epoch=None,
+                bf16: bool = False) -> int:
+    """The minibatch loop of :func:`nplib.train.fit` (no evaluation); returns the number of steps.
+
+    ``on_epoch(epoch, sums)``, when given, is called after every epoch with the example-weighted sums
+    of this process's losses: ``block_sum`` (sum over its blocks of ``L_t``), ``out_sum`` (the
+    classifier's mean loss), ``n`` (examples) and ``seconds`` (the epoch's training time).
+    """
     loader = TensorLoader(train, batch_size=batch_size, shuffle=True, seed=seed)
+    n_blocks = model.T if blocks is None else len(blocks)
     steps = 0
     for epoch in range(1, epochs + 1):
         model.train()
         loader.epoch = epoch
+        t0 = time.perf_counter()
+        sums = {"block_sum": 0.0, "out_sum": 0.0, "n": 0}
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
-            model.training_step(x.to(device), y.to(device), optimizers, blocks=blocks, shared=shared)
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                out = model.training_step(x.to(device), y.to(device), optimizers, blocks=blocks, shared=shared)
             steps += 1
+            sums["block_sum"] += out["loss_blocks"] * n_blocks * len(y)
+            sums["out_sum"] += (out["loss_classifier"] if shared else 0.0) * len(y)
+            sums["n"] += len(y)
+        if on_epoch is not None:
+            sums["seconds"] = time.perf_counter() - t0
+            on_epoch(epoch, sums)
     if device_is_cuda(device):
         torch.cuda.synchronize(device)
     return steps
@@ -218,6 +234,10 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
     import torch.distributed as dist
 
     torch.set_num_threads(cfg["threads_per_process"])
+    if cfg.get("tune_malloc"):
+        from .cpu import tune_malloc
+
+        tune_malloc(export=False)
     if platform.system() == "Linux":  # talk over the loopback interface only
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
@@ -236,10 +256,26 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
         check_parallelisable(model)
         set_seed(cfg["seed"])
         optimizers = model.configure_optimizers(lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        history: list[dict] = []
+
+        def on_epoch(epoch: int, sums: dict) -> None:
+            # the loss of Algorithm 1 as fit() reports it: mean over blocks of L_t, plus the classifier's
+            # loss, averaged over the examples; one all-reduce of two numbers per epoch
+            buf = torch.tensor([sums["block_sum"], sums["out_sum"]], dtype=torch.float64)
+            dist.all_reduce(buf)
+            n = max(sums["n"], 1)
+            row = {"epoch": epoch, "loss": float(buf[0]) / (model.T * n) + float(buf[1]) / n,
+                   "train_acc": float("nan"), "test_acc": float("nan"), "seconds": sums["seconds"]}
+            history.append(row)
+            if rank == 0 and cfg.get("log_epochs"):
+                print(f"epoch {epoch:>3}/{cfg['epochs']}: loss {row['loss']:.4f}, {row['seconds']:.1f} s "
+                      f"(rank 0: blocks {groups[0]} and the classifier)", flush=True)
+
         dist.barrier()
         t0 = time.perf_counter()
         steps = _train_loop(model, optimizers, train, cfg["epochs"], cfg["batch_size"], cfg["seed"], device,
-                            blocks=groups[rank], shared=(rank == 0), max_batches=cfg["max_batches"])
+                            blocks=groups[rank], shared=(rank == 0), max_batches=cfg["max_batches"],
+                            on_epoch=on_epoch, bf16=cfg.get("bf16", False))
         train_seconds = time.perf_counter() - t0
         dist.barrier()
         t1 = time.perf_counter()
@@ -268,6 +304,7 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
         if rank == 0:
             torch.save({k: v.cpu() for k, v in model.state_dict().items()}, Path(out_dir) / "model.pt")
             (Path(out_dir) / "ranks.json").write_text(json.dumps(times))
+            (Path(out_dir) / "history.json").write_text(json.dumps(history))
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -276,7 +313,8 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
 def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1, batch_size: int = 128,
                          lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0, world_size: int = 2,
                          threads_per_process: int = 1, device="cpu", backend: str | None = None,
-                         max_batches: int | None = None, timeout: float = 600.0):
+                         max_batches: int | None = None, timeout: float = 600.0, log_epochs: bool = False,
+                         bf16: bool = False, tune_malloc: bool = False):
     """Train NoPropDT(**model_kwargs) with its blocks split over ``world_size`` processes.
 
     Introduced in notebooks/06_backprop_vs_noprop, section 3.
@@ -293,6 +331,11 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
     (slowest rank, between two barriers), ``gather_seconds``, ``wall_seconds`` (the whole call,
     process start-up included), ``ranks`` (per-rank blocks, steps, seconds), ``backend``.
     The whole run is bounded by ``timeout`` seconds (the processes are killed after it).
+    ``info["history"]`` has one row per epoch (``loss`` as :func:`nplib.train.fit` reports it, summed
+    over the ranks; ``seconds``; no accuracies: nothing is evaluated during training);
+    ``log_epochs=True`` prints each row from rank 0 as it ends; ``bf16=True`` trains under bfloat16
+    autocast (as :func:`nplib.train.fit` with ``bf16=True``); ``tune_malloc=True`` applies
+    :func:`nplib.cpu.tune_malloc` in every process (faster on a CPU, same numbers).
     """
     import torch.multiprocessing as mp
 
@@ -311,7 +354,8 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
         raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
     cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
            "threads_per_process": threads_per_process, "device": str(dev), "backend": backend,
-           "max_batches": max_batches, "timeout": timeout}
+           "max_batches": max_batches, "timeout": timeout, "log_epochs": log_epochs, "bf16": bf16,
+           "tune_malloc": tune_malloc}
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nplib-parallel-") as out_dir:
         ctx = mp.start_processes(_worker, args=(world_size, _free_port(), model_kwargs, train, cfg, out_dir),
@@ -328,13 +372,15 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
                     p.join(5)
         state = torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=True)
         ranks = json.loads((Path(out_dir) / "ranks.json").read_text())
+        history = json.loads((Path(out_dir) / "history.json").read_text())
     wall = time.perf_counter() - wall0
     probe.load_state_dict(state)
     probe.eval()
     info = {"world_size": world_size, "backend": backend, "threads_per_process": threads_per_process,
             "device": str(dev), "blocks": split_blocks(probe.T, world_size), "classifier_rank": 0,
             "train_seconds": max(r["train_seconds"] for r in ranks),
-            "gather_seconds": max(r["gather_seconds"] for r in ranks), "wall_seconds": wall, "ranks": ranks}
+            "gather_seconds": max(r["gather_seconds"] for r in ranks), "wall_seconds": wall, "ranks": ranks,
+            "history": history}
     return probe, info
 
 

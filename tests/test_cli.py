@@ -55,3 +55,59 @@ def test_train_unknown_dataset_and_missing_data(tmp_path):
     r = run("train", "--dataset", "cifar10", "--out", str(tmp_path / "x.json"),
             env={"NPLIB_DATA": str(tmp_path / "empty"), "NPLIB_SMOKE": "1", "NPLIB_NO_DOWNLOAD": "1"})
     assert r.returncode == 2 and "cifar-10-batches-py" in r.stderr and "NPLIB_DATA" in r.stderr
+
+
+def test_train_fast_path_gives_the_loops_numbers_and_skips_the_train_accuracy(tmp_path):
+    # the same quick-mode run with the per-block loop and with --fast: the losses and the accuracies
+    # must agree (float32 rounding only), and --train-eval-size 0 leaves train_acc unmeasured
+    reports = {}
+    for label, extra in (("loop", []), ("fast", ["--fast"])):
+        out = tmp_path / f"{label}.json"
+        r = run("train", "--dataset", "mnist", "--model", "small", "--T", "3", "--eval-runs", "1",
+                "--train-eval-size", "0", "--out", str(out), "--no-progress", *extra, env={"NPLIB_SMOKE": "1"})
+        assert r.returncode == 0, r.stderr
+        reports[label] = json.loads(out.read_text())
+    assert "fast path" in r.stdout
+    loop, fast = reports["loop"]["history"][0], reports["fast"]["history"][0]
+    assert fast["loss"] == pytest.approx(loop["loss"], rel=1e-4)
+    assert fast["test_acc"] == pytest.approx(loop["test_acc"], abs=2e-3)   # at most one of 500 images flips
+    assert loop["train_acc"] != loop["train_acc"]                          # NaN: not measured
+
+
+def test_train_fast_refuses_what_it_cannot_train(tmp_path):
+    out = str(tmp_path / "x.json")
+    r = run("train", "--variant", "backprop", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
+    assert r.returncode == 2 and "--fast trains NoProp-DT only" in r.stderr
+    r = run("train", "--embedding", "learned", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
+    assert r.returncode == 2 and "learned" in r.stderr
+    r = run("train", "--train-eval-size", "-1", "--out", out, env={"NPLIB_SMOKE": "1"})
+    assert r.returncode == 2 and "--train-eval-size" in r.stderr
+
+
+def test_train_parallel_equals_one_process_with_the_same_threads(tmp_path):
+    # --parallel 2 --threads 2: two processes x 1 thread. The same seed in one process with 1 thread
+    # must give the same per-epoch loss (the ranks' losses summed as fit() averages them) and the same
+    # noise-free accuracy: the blocks are independent and no gradient crosses between processes.
+    common = ["train", "--dataset", "mnist", "--model", "small", "--T", "4", "--eval-runs", "1", "--no-progress",
+              "--train-eval-size", "0"]
+    r = run(*common, "--parallel", "2", "--threads", "2", "--out", str(tmp_path / "par.json"),
+            env={"NPLIB_SMOKE": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "block-parallel: 2 processes x 1 thread(s)" in r.stdout
+    r1 = run(*common, "--threads", "1", "--out", str(tmp_path / "one.json"), env={"NPLIB_SMOKE": "1"})
+    assert r1.returncode == 0, r1.stderr
+    par, one = (json.loads((tmp_path / f).read_text()) for f in ("par.json", "one.json"))
+    assert par["history"][0]["loss"] == pytest.approx(one["history"][0]["loss"], rel=1e-9)
+    assert par["final_test_accuracy"]["noise_free"] == pytest.approx(one["final_test_accuracy"]["noise_free"],
+                                                                     abs=2e-3)
+    assert par["parallel"]["world_size"] == 2 and len(par["history"]) == 1
+
+
+def test_train_parallel_refuses_what_it_cannot_split(tmp_path):
+    out = str(tmp_path / "x.json")
+    r = run("train", "--variant", "backprop", "--parallel", "2", "--out", out, env={"NPLIB_SMOKE": "1"})
+    assert r.returncode == 2 and "--parallel trains NoProp-DT only" in r.stderr
+    r = run("train", "--parallel", "2", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
+    assert r.returncode == 2 and "--fast cannot be combined with --parallel" in r.stderr
+    r = run("train", "--parallel", "1", "--out", out, env={"NPLIB_SMOKE": "1"})
+    assert r.returncode == 2 and "at least 2" in r.stderr

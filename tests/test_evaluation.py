@@ -286,3 +286,47 @@ def test_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_chain_heat_map_colour_scale_is_set_by_the_last_row_not_by_the_noise():
+    # z_0 holds large noise (|z| up to 3), z_T a decided one-hot-like row of scale 1: the colour limits
+    # must be those of z_T, so that the decided rows are not washed out.
+    import matplotlib.pyplot as plt
+
+    T, n, d = 4, 2, 10
+    Z = torch.zeros(T + 1, n, d)
+    Z[0] = torch.tensor([3.0, -2.5] + [0.0] * (d - 2))
+    Z[-1, :, 3] = 0.8
+    fig = plot_chain({"z": Z}, torch.zeros(n, 1, 28, 28), n=n)
+    clims = [im.get_clim() for ax in fig.axes for im in ax.get_images() if im.get_array().shape == (T + 1, d)]
+    assert len(clims) == n and np.allclose(clims, [(-0.8, 0.8)] * n)
+    plt.close("all")
+
+
+def test_per_step_plot_shows_the_error_on_a_log_axis():
+    import matplotlib.pyplot as plt
+
+    acc = {"u_hat": [0.9, 0.99, 0.995], "classifier_z": [0.1, 0.9, 0.99, 0.995], "model": 0.995}
+    fig = plot_per_step_accuracy(acc)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    block_line = ax.get_lines()[0]
+    # error = 100 - accuracy (%), worked out by hand: 10, 1, 0.5
+    assert np.allclose(block_line.get_ydata(), [10.0, 1.0, 0.5])
+    plt.close("all")
+
+
+def test_prediction_votes_count_each_class_over_the_runs():
+    import matplotlib.pyplot as plt
+
+    from nplib.evaluation import plot_prediction_votes
+
+    P = torch.tensor([[7, 1], [7, 1], [2, 1]])    # 3 runs, 2 images: image 0 voted 7,7,2; image 1 voted 1 x3
+    fig = plot_prediction_votes(torch.zeros(2, 1, 28, 28), P, y=torch.tensor([7, 4]))
+    bars0 = [p.get_height() for p in fig.axes[2].patches]   # axes: image0, image1, votes0, votes1
+    bars1 = [p.get_height() for p in fig.axes[3].patches]
+    assert bars0 == [0, 0, 1, 0, 0, 0, 0, 2, 0, 0]
+    assert bars1 == [0, 3, 0, 0, 0, 0, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="runs"):
+        plot_prediction_votes(torch.zeros(3, 1, 28, 28), P)
+    plt.close("all")

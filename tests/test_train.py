@@ -109,3 +109,24 @@ def test_trained_models_reads_command_line_reports_and_notebook_04():
                                                                               {"variant": "backprop"})
     assert trained_models({**nb, "mode": "quick"}) == []
     assert trained_models({"rows": []}) == [] and trained_models(["not", "a", "dict"]) == []
+
+
+def test_bf16_autocast_runs_the_convolutions_in_bfloat16_and_keeps_float32_parameters():
+    # a forward hook on block 1's first convolution records the dtype it computes in
+    data = synthetic()
+    seen = {}
+    for bf16 in (False, True):
+        model = small_model()
+        conv = next(m for m in model.blocks[0].modules() if isinstance(m, torch.nn.Conv2d))
+        def record(mod, inp, out, bf16=bf16):
+            seen.setdefault(bf16, out.dtype)    # returns None: the output is left unchanged
+
+        h = conv.register_forward_hook(record)
+        hist = fit(model, data, None, epochs=1, seed=0, progress=False, log=None, train_eval_size=16, bf16=bf16)
+        h.remove()
+        seen[f"loss{bf16}"] = hist[0]["loss"]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert seen[False] == torch.float32 and seen[True] == torch.bfloat16
+    # bfloat16 keeps about 3 significant digits: the same training, not the same numbers
+    assert seen["lossTrue"] != seen["lossFalse"]
+    assert seen["lossTrue"] == pytest.approx(seen["lossFalse"], rel=0.05)

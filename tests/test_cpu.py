@@ -1,0 +1,51 @@
+"""nplib.cpu: the malloc tuning (same numbers, fewer page faults) and the side-by-side CPU benchmark."""
+import json
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from nplib.cpu import CPU_OPTIONS, FAST_MALLOC_ENV, measure_cpu_options
+
+
+CHILD = r"""
+import json, resource, sys, torch
+if sys.argv[1] == "tuned":
+    from nplib.cpu import tune_malloc
+    assert tune_malloc(export=False)
+torch.set_num_threads(1)
+from nplib.models import NoPropDT
+torch.manual_seed(0)
+m = NoPropDT((1, 28, 28), 10, T=2, block="small")
+o = m.configure_optimizers()
+g = torch.Generator().manual_seed(0)
+x = torch.randn(64, 1, 28, 28, generator=g); y = torch.randint(0, 10, (64,), generator=g)
+m.training_step(x, y, o)
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+losses = [m.training_step(x, y, o)["loss"] for _ in range(5)]
+print(json.dumps({"losses": losses, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0}))
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or "glibc" not in " ".join(platform.libc_ver()).lower(),
+                    reason="mallopt is glibc's")
+def test_tuned_malloc_gives_the_same_losses_with_far_fewer_page_faults():
+    runs = {}
+    for mode in ("default", "tuned"):
+        env = {k: v for k, v in __import__("os").environ.items() if k not in FAST_MALLOC_ENV}
+        r = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, env=env, timeout=900)
+        assert r.returncode == 0, r.stderr
+        runs[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert runs["tuned"]["losses"] == runs["default"]["losses"]          # bit for bit: only memory reuse changes
+    assert runs["tuned"]["faults"] * 3 < runs["default"]["faults"], runs  # the pages are reused, not faulted in
+
+
+def test_cpu_option_benchmark_reports_every_configuration():
+    options = {k: v for k, v in CPU_OPTIONS.items() if "bf16" in k or "block-parallel" in k}
+    rows = measure_cpu_options(T=2, batch_size=16, steps=1, warmup=1, rounds=1, options=options)
+    assert [r["configuration"] for r in rows] == list(options)
+    assert rows[0]["speedup"] == 1.0 and all(r["images_per_s"] > 0 for r in rows)
+    assert rows[1]["processes"] == 2 and rows[1]["seconds_per_epoch_60k"] == pytest.approx(60_000 / rows[1]["images_per_s"])
+    with pytest.raises(ValueError):
+        measure_cpu_options(steps=0)
