@@ -29,7 +29,7 @@ def _configure_strict_nbval(config):
     (the reasons are in that file). Each option can still be overridden on the command line.
     """
     os.environ["NPLIB_SMOKE"] = "0"
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    os.environ.pop("MPLBACKEND", None)   # ipykernel's default: the inline backend, as in Jupyter
     if not config.option.nbval_current_env and not config.option.nbval_kernel_name:
         config.option.nbval_current_env = True
     if config.option.nbval_sanitize_with is None:

@@ -100,6 +100,7 @@ proto = LabelEmbedding("prototype", m, prototypes=medoids)
 W3 = proto.W_embed.detach().double()
 print(f"{len(train)} training images; medoids from {per_class} images per class; W_embed {tuple(W3.shape)}")
 plots.plot_images(medoids, titles=[f"class {k}" for k in range(m)]);
+plt.show()
 
 # %%
 # norms and nearest-other-class distances of the three embeddings
@@ -107,13 +108,13 @@ for name, W in [("one-hot", W1), ("learned", W2), ("prototype", W3)]:
     D = torch.cdist(W, W) + torch.diag(torch.full((m,), float("inf")))
     print(f"{name:>9}: d = {W.shape[1]:>3}, ||u_y|| in [{W.norm(dim=1).min():.2f}, {W.norm(dim=1).max():.2f}], "
           f"nearest other class at distance >= {D.min():.2f}")
-# the medoid of class k is an image OF class k: its label is k
+# the medoid of class k is one of the training images of class k: its label is k
 for k in range(m):
     idx = (train.x.flatten(1) == medoids[k].flatten()).all(1).nonzero()
     assert train.y[idx[0, 0]] == k
 
 # %% [markdown]
-# The prototypes are far apart (tens of units, in normalised pixel space) while the noise we add has
+# The prototypes are far apart (at least 18.8 units, in normalised pixel space) while the noise we add has
 # standard deviation at most 1 per coordinate: the label survives much more noise than a one-hot
 # vector does. That is one reason the three kinds behave differently for the same schedule.
 #
@@ -144,16 +145,18 @@ assert torch.allclose(alpha_bar_check, schedule.alpha_bar)
 
 # %% [markdown]
 # Samples of the marginal for three classes, projected on the plane through their three
-# embeddings (crosses: the clean $u_y$; three orthonormal vectors form an equilateral triangle in
-# that plane). At $t=0$ all classes are one blob; at $t=T$ each sits on its embedding. One-hot
+# embeddings (one colour per class, named in the first panel's legend; crosses: the clean $u_y$;
+# three orthonormal vectors form an equilateral triangle in that plane). At $t=0$ all classes are one blob; at $t=T$ each sits on its embedding. One-hot
 # first, then the learned 20-dimensional embedding, which looks the same because its rows start
 # orthonormal too.
 
 # %%
 plots.plot_marginals(W1, schedule, ts=(0, 4, 7, 10), classes=(0, 1, 2), n_per_class=300);
+plt.show()
 
 # %%
 plots.plot_marginals(W2, schedule, ts=(0, 4, 7, 10), classes=(0, 1, 2), n_per_class=300);
+plt.show()
 
 # %% [markdown]
 # ### 2.1 Why the direction matters (trap 1 in `docs/pitfalls.md`)
@@ -319,8 +322,10 @@ for sched in (schedule, make_schedule("linear", T, alpha_bar_min=0.3)):
         assert abs(kl - mc) < 5 * se + 1e-9, (name, kl, mc, se)
 
 # %% [markdown]
-# For one-hot labels the KL is a constant (nothing to learn); for learned and prototype embeddings
-# it grows with $\|u_y\|^2$ and so keeps the embeddings from drifting to large norms.
+# For one-hot labels the KL is a constant (nothing to learn). For learned and prototype embeddings
+# it grows with $\|u_y\|^2$, but with slope $\bar\alpha_0/2$: at the course's $\bar\alpha_0 = 10^{-4}$ it is
+# 0.0342 even for a prototype (norm above 20), so it hardly restrains the norms of the embeddings;
+# with $\bar\alpha_0 = 0.3$ the same prototype costs 124.8 and it would.
 #
 # ## 4. Noisy label trajectories $z_0,\dots,z_T$
 #
@@ -334,12 +339,14 @@ for sched in (schedule, make_schedule("linear", T, alpha_bar_min=0.3)):
 u = W1[y].expand(40, -1)
 Z = plots.sample_label_trajectories(u, schedule, seed=5)
 plots.plot_label_trajectories(Z, u, schedule);
+plt.show()
 
 # %%
 # the same with the learned 20-dimensional embedding
 u = W2[y].expand(40, -1)
 Z2 = plots.sample_label_trajectories(u, schedule, seed=6)
 plots.plot_label_trajectories(Z2, u, schedule);
+plt.show()
 
 # %% [markdown]
 # How much of the label is left at each $t$? Guess $y$ as the class whose mean $\sqrt{\bar\alpha_t}u_k$ is
@@ -369,6 +376,9 @@ assert acc_t[0] < 0.2 and acc_t[-1] > 0.99
 # and schedule (in a static copy of this notebook only the default view is shown).
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# (for `pytest --nbval`: a widget's output is its live view, re-created by every run; its static figure is
+# the PNG stored with it)
 widgets.noised_labels_slider(W1, schedule, y=3, t=5);
 
 # %% [markdown]

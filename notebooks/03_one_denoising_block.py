@@ -19,7 +19,7 @@
 #
 # **Prerequisites.** Notebooks 01 and 02; convolutional networks and batch norm in PyTorch.
 #
-# **Run time.** A full run took 31 s on a 2-core CPU (2 torch threads), 24 s of it one epoch of
+# **Run time.** A full run took 31 s on a 2-core CPU (2 torch threads), most of it one epoch of
 # MNIST for one paper block. That short training is the lesson, so it runs every time (no
 # checkpoint); quick mode (`NPLIB_SMOKE=1`, small block, 2000 images) is shorter still.
 
@@ -32,14 +32,13 @@ import sys
 if "google.colab" in sys.modules:  # on Colab, install the course package first
     get_ipython().run_line_magic("pip", "install -q 'nplib[colab] @ git+https://github.com/nplib/noprop-course'")
 import math
-import time
 
 import matplotlib.pyplot as plt
 import torch
 from torchsummary import summary
 
 import nplib
-from nplib import plots
+from nplib import diagrams, plots
 from nplib.blocks import BlockConfig, DenoisingBlock, count_parameters
 from nplib.data import TensorLoader
 from nplib.diffusion import q_sample
@@ -134,7 +133,13 @@ del model_paper
 #   \qquad z_{t-1}\sim q(z_{t-1}\mid y).$$
 #
 # The key point: $z_{t-1}$ is **sampled from $q$ using the label**, not produced by block $t-1$.
-# Block $t$'s loss depends on block $t$'s parameters (and on $W_{embed}$) only.
+# Block $t$'s loss depends on block $t$'s parameters (and on $W_{embed}$) only. The diagram shows
+# this data flow for block $t = 5$ of $T = 10$; it is drawn by `nplib.diagrams.plot_data_flow`,
+# which you can call with any $T$ and $t$.
+
+# %%
+diagrams.plot_data_flow(T=10, t=5, which="training");
+plt.show()
 
 # %%
 sched = nplib.make_schedule("cosine", 10)
@@ -179,20 +184,19 @@ opt = model.configure_optimizers(lr=1e-3, weight_decay=1e-3)[f"block{t}"]   # bl
 loader = TensorLoader(train, batch_size=128, shuffle=True, seed=0)
 losses = []
 model.train()
-t0 = time.perf_counter()
 for xb, yb in loader:
     xb, yb = xb.to(device), yb.to(device)
     opt.zero_grad(set_to_none=True)
     loss = model.block_loss(t, xb, yb)   # L_t only
-    loss.backward()                      # back-propagation INSIDE block t
+    loss.backward()                      # back-propagation, inside block t only
     opt.step()
     losses.append(loss.item())
-seconds = time.perf_counter() - t0
 print(f"{block_name} block {t} ({count_parameters(model.blocks[t - 1]):,} parameters): "
-      f"{len(losses)} steps over {len(train)} images in {seconds:.1f} s on {device}; "
+      f"{len(losses)} steps over {len(train)} images; "
       f"loss {sum(losses[:10]) / 10:.3f} (first 10 steps) -> {sum(losses[-10:]) / 10:.3f} (last 10)")
 assert sum(losses[-10:]) < sum(losses[:10]), "the loss must go down"
 plots.plot_loss_curve(losses, smooth=20, title=f"{block_name} block {t} alone: L_t per minibatch");
+plt.show()
 
 
 # %% [markdown]
@@ -273,6 +277,15 @@ print(f"d L_{t} / d(other blocks' {len(others)} parameter tensors): all None")
 # %% [markdown]
 # ## 5. What "no back-propagation" means, and what it does not
 #
+# Training (section 2's diagram) runs one block at a time on a $z_{t-1}$ sampled from the label.
+# Inference has no label: it starts from noise $z_0 \sim \mathcal N(0, I)$ and runs **every** block
+# in sequence, each one feeding its $z_t$ to the next, and the classifier reads $z_T$:
+
+# %%
+diagrams.plot_data_flow(T=10, which="inference");
+plt.show()
+
+# %% [markdown]
 # | | NoProp-DT |
 # |---|---|
 # | gradient from block $t$'s loss into block $s\neq t$ | **none** (shown above) |

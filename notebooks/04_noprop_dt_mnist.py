@@ -258,6 +258,7 @@ plt.show()
 print("a_t:", np.round(schedule.a.numpy(), 3))
 print("b_t:", np.round(schedule.b.numpy(), 3))
 print("sqrt(c_t):", np.round(schedule.c.sqrt().numpy(), 3))
+plt.show()
 
 # %% [markdown]
 # Where along the chain is the class decided? `ev.per_step_accuracy` reads two predictions at every
@@ -279,6 +280,7 @@ for t in range(1, T + 1):
 ev.plot_per_step_accuracy(step_acc)
 plt.show()
 assert max(step_acc["noise-free"]["u_hat"]) > (0.98 if not SMOKE else 0.3)
+plt.show()
 
 # %% [markdown]
 # **Why the classifier already reads $z_1$.** In the noise-free chain $z_0 = 0$, so
@@ -394,6 +396,7 @@ print(f"{'':>22} {'stochastic (mean ± s.e.)':>26} {'noise-free':>11} {'training
 for name, res, key in (("NoProp-DT", dt_eval, "noprop_dt"), ("backprop baseline", bp_eval, "backprop")):
     print(f"{name:>22} {100 * res['mean']:>19.2f} ± {100 * res['se']:.2f} % {100 * res['noise_free']:>10.2f}% "
           f"{est_min[key]:>22.0f} min")
+plt.show()
 
 # %% [markdown]
 # ## 6. What does the chain carry? An ablation
@@ -427,6 +430,7 @@ print(f"[{time.perf_counter() - t0:.0f} s]")
 ev.plot_ablation(abl)
 plt.show()
 assert abs(abl["NoProp-DT"]["chain"] - dt_eval["noise_free"]) < 1e-9  # the same predictions as section 4
+plt.show()
 
 # %% [markdown]
 # How to read it (the numbers are those printed above, from this run):

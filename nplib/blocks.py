@@ -2,7 +2,7 @@ r"""One NoProp-DT denoising block: ``u_hat_t(z_{t-1}, x) = softmax(logits_t) @ W
 
 Introduced in notebooks/03_one_denoising_block.
 
-The paper's block (spec section 2), for 1x28x28 (MNIST) and 3x32x32 (CIFAR) images:
+The paper's block (its Figure 6 and Appendix), for 1x28x28 (MNIST) and 3x32x32 (CIFAR) images:
 
 * image path: conv3x3(32) ReLU maxpool2 dropout0.2 -> conv3x3(64) ReLU dropout0.2 ->
   conv3x3(128) ReLU maxpool2 dropout0.2 -> flatten -> FC(256) -> BatchNorm.
@@ -42,7 +42,7 @@ class BlockConfig:
 
     @classmethod
     def paper(cls) -> "BlockConfig":
-        """The paper's block (spec section 2)."""
+        """The paper's block (its Figure 6 and Appendix)."""
         return cls()
 
     @classmethod

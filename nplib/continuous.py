@@ -2,7 +2,7 @@ r"""NoProp-CT (continuous time) and NoProp-FM (flow matching): ONE network share
 
 Introduced in notebooks/05_continuous_time_and_flow_matching.
 
-Time runs from noise (t = 0) to label (t = 1), as in NoProp-DT (spec sections 3 and 4).
+Time runs from noise (t = 0) to label (t = 1), as in NoProp-DT (the paper's sections 2.2 and 2.3).
 
 **The network** ``u_hat(z_t, x, t)`` (no batch norm anywhere):
 
@@ -12,7 +12,7 @@ Time runs from noise (t = 0) to label (t = 1), as in NoProp-DT (spec sections 3 
 * time path: sinusoidal embedding of t (dim 64) -> FC(h) ReLU;
 * head: concat(3h) -> FC(h) ReLU -> FC(h2) ReLU -> FC(m) = logits.
 
-``paper``: h = 256, h2 = 128, channels 32-64-128 (spec); ``small``: the widths of
+``paper``: h = 256, h2 = 128, channels 32-64-128 (the paper's); ``small``: the widths of
 :meth:`nplib.blocks.BlockConfig.small` (h = h2 = 64, channels 16-32), for CPU runs.
 
 The image path depends on neither z nor t, so inference computes it ONCE per batch; the first head
@@ -39,7 +39,7 @@ softmax(Linear_{d->m}(z))``, ``u_hat = softmax(logits) @ W_embed``, eta = 1 and 
 
 Inference: Euler from t = 0 to 1, then the nearest class embedding.
 
-OPEN choices made here (spec sections 3-4), each shown in notebook 05:
+Choices the paper leaves open, made here and each shown in notebook 05:
 
 * ``gt(t) = w_1 t + sum_j w_{2j} sigmoid(w_{3j} t + b_j)`` with ``w = softplus(raw)`` > 0 (monotone
   increasing for ANY parameters), ``schedule_hidden = 16`` sigmoid units, initialised almost
@@ -128,7 +128,7 @@ class LearnedSchedule(nn.Module):
         alpha_bar = sigmoid(-gamma),  SNR = exp(-gamma)             (increasing in t)
 
     Monotone for ANY parameter values (positive weights, increasing activations, ``g1 > g0`` by
-    construction). OPEN choices: ``g0``, ``g1`` initial values (-3, +3) and ``hidden`` (16).
+    construction). Our choices (the paper leaves them open): ``g0``, ``g1`` initial values (-3, +3) and ``hidden`` (16).
     Computations follow the device AND dtype of ``t``: the parameters are converted with
     ``.to(t)`` (differentiably), so a float64 CPU grid ``t`` gives float64 CPU values (float64 for
     the sampler's coefficients, CPU arrays for plots) whatever device the model is on.
@@ -329,7 +329,7 @@ class ContinuousNet(nn.Module):
 def stratified_times(batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """``batch`` times in [0, 1): ``t_i = (i + u) / B``, one ``u ~ U[0,1)``, shuffled (each t_i ~ U[0,1]).
 
-    Introduced in notebooks/05_continuous_time_and_flow_matching, section 2 (an OPEN choice that
+    Introduced in notebooks/05_continuous_time_and_flow_matching, section 2 (a choice the paper leaves open, that
     lowers the variance of the time average without biasing it). The times are drawn where
     ``generator`` lives (the CPU without one) and returned on ``device`` (rule of :mod:`nplib.devices`).
     """
@@ -423,7 +423,7 @@ class _ContinuousModel(EmbeddingModelMixin, nn.Module):
         return []
 
     def configure_optimizers(self, lr: float = 1e-3, weight_decay: float = 1e-3) -> dict:
-        """One Adam (spec: lr 1e-3, weight decay 1e-3) over everything; no decay on the schedule."""
+        """One Adam (the paper's: lr 1e-3, weight decay 1e-3) over everything; no decay on the schedule."""
         skip = {id(p) for p in self._no_decay_parameters()}
         decay = [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
         groups = [{"params": decay, "weight_decay": weight_decay}]
@@ -468,7 +468,7 @@ class NoPropCT(_ContinuousModel):
         embedding: 'onehot', 'learned', 'prototype' or a :class:`~nplib.embeddings.LabelEmbedding`.
         eta: weight of the denoising term (1 in the paper).
         inference_steps: N of the sampler (1000 in the paper).
-        g0, g1, schedule_hidden: the schedule's OPEN choices (see :class:`LearnedSchedule`).
+        g0, g1, schedule_hidden: the schedule's initial values (our choices) (see :class:`LearnedSchedule`).
     """
 
     variant = "ct"
@@ -572,7 +572,7 @@ class NoPropFM(_ContinuousModel):
 
     Introduced in notebooks/05_continuous_time_and_flow_matching, section 4.
 
-    Args as :class:`NoPropCT` (no eta, no schedule), plus ``sigma``: the OPEN noise added to the
+    Args as :class:`NoPropCT` (no eta, no schedule), plus ``sigma``: the noise (our choice; the paper leaves it open) added to the
     path (default 0).
     """
 

@@ -6,7 +6,7 @@ Three kinds, as in the paper:
 
 * ``onehot``: the fixed identity, d = m. Not trained.
 * ``learned``: d = 20 by default, trained with the model. Initialised orthogonal: for m <= d the
-  rows are orthonormal (every pair of classes equally far apart). OPEN in the paper for m > d
+  rows are orthonormal (every pair of classes equally far apart). Left open by the paper for m > d
   (CIFAR-100 with d = 20): rows cannot all be orthogonal; ``torch.nn.init.orthogonal_`` then gives
   orthonormal COLUMNS, which is the choice made here.
 * ``prototype``: d = C*H*W, each class initialised to its medoid training image: the image with the

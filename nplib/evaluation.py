@@ -15,7 +15,7 @@ label to make a prediction: labels enter only where a prediction is scored.
     p(y | z_T) = softmax(Linear(z_T))
 
 and keeps every ``z_t``, every ``u_hat_t`` and every block's logits. Its ``z_mode`` argument
-replaces the latent a block receives, which is how the ablations of section 7 are built:
+replaces the latent a block receives, which is how the ablations of section 6 are built:
 
 * ``"chain"``: the model itself (gives exactly :meth:`NoPropDT.sample`'s logits);
 * ``"shuffle"``: before every block, ``z_{t-1}`` is permuted across the batch, so each image is
@@ -96,7 +96,7 @@ def run_chain(model, x: torch.Tensor, noise: bool = False, generator: torch.Gene
               z_mode: str = "chain") -> dict:
     """Run the inference chain on images ``x`` and keep everything; never looks at a label.
 
-    Introduced in notebooks/04_noprop_dt_mnist, section 3 (``z_mode`` in section 7).
+    Introduced in notebooks/04_noprop_dt_mnist, section 3 (``z_mode`` in section 6).
 
     Returns a dict with ``logits`` (batch, m) of the classifier on z_T, ``z`` (T+1, batch, d) the
     chain's states, ``u_hat`` (T, batch, d) and ``block_logits`` (T, batch, m) the blocks' outputs.
@@ -203,7 +203,7 @@ def per_step_accuracy(model, data: TensorData, noise: bool = False, seed: int = 
     return res
 
 
-#: Human-readable names of the ablation variants (notebook 04, section 7).
+#: Human-readable names of the ablation variants (notebook 04, section 6).
 ABLATION_LABELS = {
     "chain": "the model: chain z_0 -> z_T, classifier on z_T",
     "chain_last_block": "the chain, but read block T's own softmax (argmax u_hat_T)",
@@ -222,7 +222,7 @@ def ablation(model, data: TensorData, noise: bool = False, seed: int = 0, batch_
     """How much of the accuracy does the chain carry? Test accuracy of each variant of
     :data:`ABLATION_LABELS`.
 
-    Introduced in notebooks/04_noprop_dt_mnist, section 7 (spec section 8, bug 4).
+    Introduced in notebooks/04_noprop_dt_mnist, section 6 (trap 4 of docs/pitfalls.md).
 
     * ``chain``: the model (classifier on the chain's z_T);
     * ``chain_last_block``: argmax of ``u_hat_T`` on the same chain (the last block's prediction);
@@ -528,7 +528,7 @@ def plot_prediction_votes(x: torch.Tensor, predictions: torch.Tensor, y: torch.T
 def plot_ablation(results: dict, labels: dict | None = None, title: str = "ablation: what carries the accuracy?"):
     """Horizontal bars, one per variant (``{name: accuracy}`` or ``{run: {name: accuracy}}``).
 
-    Introduced in notebooks/04_noprop_dt_mnist, section 7.
+    Introduced in notebooks/04_noprop_dt_mnist, section 6.
     """
     runs = results if all(isinstance(v, dict) for v in results.values()) else {"": results}
     labels = labels or ABLATION_LABELS

@@ -2,7 +2,7 @@ r"""NoProp-DT and the backprop baseline built from the same blocks.
 
 NoProp-DT is introduced in notebooks/04_noprop_dt_mnist; its pieces in notebooks 01-03.
 
-**Model (the chain, spec section 2).** ``z_0 ~ N(0, I)`` and for t = 1..T
+**Model (the chain, the paper's section 2.1).** ``z_0 ~ N(0, I)`` and for t = 1..T
 
     z_t = a_t u_hat_t(z_{t-1}, x) + b_t z_{t-1} + sqrt(c_t) eps_t,   eps_t ~ N(0, I)
     u_hat_t(z_{t-1}, x) = softmax(logits_t(z_{t-1}, x)) @ W_embed
@@ -22,7 +22,7 @@ gradient ever flows from block t's loss into another block: back-propagation hap
 block only. Each block's forward and backward finish (and its gradients are applied and freed)
 before the next block starts, so only one block's activations are alive at a time.
 
-OPEN choice (spec): an epoch is "one pass over the data, every minibatch updates every block"
+A choice the paper leaves open: an epoch is "one pass over the data, every minibatch updates every block"
 (loops of Algorithm 1 swapped). Each block still sees the data once per epoch, and each image
 batch is loaded once instead of T times.
 
@@ -290,14 +290,14 @@ class NoPropDT(_BlockStack):
 
 
 class BackpropBaseline(_BlockStack):
-    """The same blocks trained end to end with cross-entropy (spec section 5).
+    """The same blocks trained end to end with cross-entropy (the paper's baseline).
 
     Introduced in notebooks/04_noprop_dt_mnist, section 5.
 
         z_0 ~ N(0, I);   z_t = (1 - alpha_t) z_{t-1} + alpha_t u_hat_t(z_{t-1}, x),   alpha_t = tanh(w_t)
 
     then the classifier on z_T and cross-entropy; one AdamW over every parameter. ``noise=False``
-    at inference starts from ``z_0 = 0``. Two choices the paper leaves OPEN:
+    at inference starts from ``z_0 = 0``. Two choices the paper leaves open:
 
     * the initial ``w_t``: ``w_init = 0.5`` (alpha_t = 0.46), so each step moves z about half way
       to the block's prediction;

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import torch
 
 from .diffusion import posterior_step, q_sample
@@ -108,7 +109,9 @@ def plot_loss_weights(schedules, labels=None, ax=None, log: bool = True, annotat
 
     Introduced in notebooks/02_noise_schedules_and_snr, section 3. ``log=True`` uses a log axis
     (the weights span several orders of magnitude); non-positive weights (a bug) are drawn in red
-    and force a linear axis so that they are visible.
+    and force a linear axis so that they are visible. ``annotate`` writes the last block's weight
+    (the one the clip sets): above its bar for one schedule, in the legend entry for several
+    (side-by-side bars leave no room for a label each).
     """
     schedules = _as_schedules(schedules)
     fig, ax = _axes(ax)
@@ -121,8 +124,10 @@ def plot_loss_weights(schedules, labels=None, ax=None, log: bool = True, annotat
         t = np.arange(1, s.T + 1) + (i - (n - 1) / 2) * width
         colors = [f"C{i}" if v > 0 else "red" for v in w]
         any_bad |= bool((w <= 0).any())
+        if annotate and n > 1:
+            lab = f"{lab}: last weight {w[-1]:.4g}"
         ax.bar(t, w, width=width, color=colors, label=lab)
-        if annotate and s.T <= 20:
+        if annotate and n == 1 and s.T <= 20:
             ax.annotate(f"{w[-1]:.4g}", (t[-1], w[-1]), ha="center", va="bottom", fontsize=7)
     if log and not any_bad:
         ax.set_yscale("log")
@@ -238,7 +243,8 @@ def plot_marginals(W_embed, schedule: DTSchedule, ts: Sequence[int] = (0, 3, 6, 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 2. One panel per t,
     every point projected on the two leading principal axes of the drawn classes' embeddings
     (:func:`embedding_projection`; with 3 one-hot or orthogonal classes the picture is exact, with
-    more classes some overlap in 2-D); the crosses are the clean embeddings ``u_y``.
+    more classes some overlap in 2-D); the crosses are the clean embeddings ``u_y``. The first
+    panel's legend names the class of each colour.
     """
     W = _check_W_sched(W_embed, schedule)
     ts = _check_ts(ts, schedule)
@@ -258,15 +264,15 @@ def plot_marginals(W_embed, schedule: DTSchedule, ts: Sequence[int] = (0, 3, 6, 
             u = W[c].expand(n_per_class, -1)
             # z_t = sqrt(alpha_bar_t) u_y + sqrt(1 - alpha_bar_t) eps
             z = _np(q_sample(u, t, schedule, generator=g) @ P)
-            ax.scatter(z[:, 0], z[:, 1], s=4, alpha=0.5, color=f"C{k % 10}")
-        ax.scatter(U[:, 0], U[:, 1], marker="x", s=50, c="k", label=r"$u_y$")
+            ax.scatter(z[:, 0], z[:, 1], s=4, alpha=0.5, color=f"C{k % 10}", label=f"y = {c}")
+        ax.scatter(U[:, 0], U[:, 1], marker="x", s=50, c="k", label=r"clean $u_y$")
         ab = float(schedule.alpha_bar[t])
         ax.set_title(f"t = {t}: " + r"$\bar\alpha_t$" + f" = {ab:.3g}", fontsize=9)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
-    axs[0, 0].legend(fontsize=7, loc="lower left")
+    axs[0, 0].legend(fontsize=7, loc="lower left", markerscale=2, framealpha=0.9)
     fig.suptitle(r"samples of $q(z_t\mid y)$ for classes " + ", ".join(map(str, classes)) + " (2 leading principal axes of their $u_y$)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -277,7 +283,7 @@ def sample_label_trajectories(u_y: torch.Tensor, schedule: DTSchedule, seed: int
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 4.
     ``z_0 ~ q(z_0 | y)``, then ``z_t = a_t u_y + b_t z_{t-1} + sqrt(c_t) eps`` (the posterior step
-    with the TRUE label: what the chain would do if every block predicted ``u_hat_t = u_y``).
+    with the true label: what the chain would do if every block predicted ``u_hat_t = u_y``).
     The noise comes from a CPU generator seeded with ``seed`` (the same numbers on every device);
     the result is float64 on the device of ``u_y``.
     """
@@ -334,6 +340,9 @@ def plot_label_trajectories(z: torch.Tensor, u_y: torch.Tensor, schedule: DTSche
     lim = float(z[:, 0].abs().max())
     im = ax1.imshow(_np(z[:, 0].T), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
                     extent=(-0.5, T + 0.5, z.shape[2] - 0.5, -0.5))
+    # t and the coordinate are indices: integer ticks only
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_xlabel("t")
     ax1.set_ylabel("coordinate of z")
     ax1.set_title("first trajectory, every coordinate", fontsize=10)

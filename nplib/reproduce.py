@@ -14,11 +14,11 @@ Run it again after an interruption with the same arguments: finished (dataset, r
 are kept, unfinished trainings resume from their checkpoint. A larger ``--epochs`` later continues
 the kept checkpoints.
 
-**Settings (spec sections 2-6).** Blocks: the paper's (``BlockConfig.paper()``), T = 10, batch 128,
+**Settings (the paper's section 4 and appendix).** Blocks: the paper's (``BlockConfig.paper()``), T = 10, batch 128,
 AdamW (DT, backprop) or Adam (CT, FM) with lr 1e-3 and weight decay 1e-3, eta = 0.1 (DT) and 1 (CT),
 cosine schedule (alpha_bar clipped to [1e-4, 0.99], the course's choice), 100 epochs on MNIST and
 150 on CIFAR-10/100, no augmentation. CT and FM: 1000 inference steps. The paper gives no epochs
-for CT and FM: we use the DT epochs (OPEN). Evaluation: 3 seeds (0, 1, 2), each evaluated with 5
+for CT and FM: we use the DT epochs (our choice). Evaluation: 3 seeds (0, 1, 2), each evaluated with 5
 stochastic inference runs; the table reports the mean and the standard error over the 15 values
 (``std / sqrt(15)``), and the noise-free chain's accuracy beside it.
 
@@ -49,7 +49,7 @@ __all__ = ["PAPER_ACCURACY", "PAPER_MEMORY_GB", "ROWS", "DATASETS", "PAPER_EPOCH
 
 #: The paper's Table 1: test accuracy (%), mean over 3 seeds x 5 inference runs (Li, Teh & Pascanu 2025,
 #: "NoProp: Training Neural Networks without Back-propagation or Forward-propagation", Table 1;
-#: transcribed in the course's spec, section 6). None: not reported.
+#: transcribed from the paper). None: not reported.
 PAPER_ACCURACY = {
     "backprop":        {"label": "Backprop (one-hot)",            "mnist": 99.46, "cifar10": 79.92, "cifar100": 45.85},
     "dt_onehot":       {"label": "NoProp-DT (one-hot)",           "mnist": 99.47, "cifar10": 79.25, "cifar100": 45.93},
@@ -62,7 +62,7 @@ PAPER_ACCURACY = {
     "forward_forward": {"label": "Forward-Forward (other paper)", "mnist": 98.63, "cifar10": None, "cifar100": None},
 }
 
-#: The paper's Table 2: GPU memory in training (GB), same paper (spec section 6).
+#: The paper's Table 2: GPU memory in training (GB), same paper.
 PAPER_MEMORY_GB = {
     "backprop":  {"mnist": 0.87, "cifar10": 1.17, "cifar100": 1.73},
     "noprop_dt": {"mnist": 0.49, "cifar10": 0.64, "cifar100": 1.23},
@@ -79,7 +79,7 @@ ROWS = {
     "fm_onehot": ("fm", "onehot", "noprop_fm"),
 }
 DATASETS = ("mnist", "cifar10", "cifar100")
-#: Training epochs in the paper (spec section 2).
+#: Training epochs in the paper.
 PAPER_EPOCHS = {"mnist": 100, "cifar10": 150, "cifar100": 150}
 PAPER_SEEDS = (0, 1, 2)
 PAPER_EVAL_RUNS = 5

@@ -1040,12 +1040,12 @@ def evaluate_intervals(model: NoPropForecaster, ws: WindowSet, samples: int = 50
         if keep and sum(k["mean"].shape[0] for k in kept) < keep:
             kept.append({"mean": mean, **{f"q{q:g}": qv[j] for j, q in enumerate(qs)}})
     out = {"mse": sq / n_el, "mae": ab / n_el, "samples": samples, "decoder_noise": decoder_noise,
-           "coverage": {f"{int(100 * lv)}": cover[lv] / n_el for lv in levels},
-           "width": {f"{int(100 * lv)}": width[lv] / n_el for lv in levels}}
+           "coverage": {f"{round(100 * lv)}": cover[lv] / n_el for lv in levels},
+           "width": {f"{round(100 * lv)}": width[lv] / n_el for lv in levels}}
     if scale:
-        out["scale"] = {f"{int(100 * lv)}": scale[lv] for lv in levels}
-        out["coverage_calibrated"] = {f"{int(100 * lv)}": cover_k[lv] / n_el for lv in levels}
-        out["width_calibrated"] = {f"{int(100 * lv)}": width_k[lv] / n_el for lv in levels}
+        out["scale"] = {f"{round(100 * lv)}": scale[lv] for lv in levels}
+        out["coverage_calibrated"] = {f"{round(100 * lv)}": cover_k[lv] / n_el for lv in levels}
+        out["width_calibrated"] = {f"{round(100 * lv)}": width_k[lv] / n_el for lv in levels}
     if keep:
         out["bands"] = {k: torch.cat([d[k] for d in kept])[:keep] for k in kept[0]}
     return out
@@ -1300,11 +1300,12 @@ def plot_protocol(ett: ETTSeries, lookback: int = 336, columns=("HUFL", "OT"), a
 
 
 def plot_forecast_bands(x: torch.Tensor, y: torch.Tensor, bands: dict, others: dict | None = None,
-                        ax=None, title: str = ""):
+                        ax=None, title: str = "", ylabel: str = "value (standardised)"):
     """One window: past, true future, NoProp mean with 80 % / 95 % bands, other forecasts.
 
     Introduced in notebooks/07_timeseries_autoencoder, section 5. ``x`` (L,), ``y`` (H,); ``bands``
-    maps 'mean', 'q0.025', 'q0.1', 'q0.9', 'q0.975' to (H,) tensors.
+    maps 'mean', 'q0.025', 'q0.1', 'q0.9', 'q0.975' to (H,) tensors. NoProp is drawn in blue, the
+    other forecasts in orange, green, red, ... (never blue), so each line has its own colour.
     """
     import matplotlib.pyplot as plt
 
@@ -1322,9 +1323,11 @@ def plot_forecast_bands(x: torch.Tensor, y: torch.Tensor, bands: dict, others: d
     ax.fill_between(tf, np_(bands["q0.1"]), np_(bands["q0.9"]), color="tab:blue", alpha=0.3,
                     label="NoProp 80 %")
     ax.plot(tf, np_(bands["mean"]), color="tab:blue", lw=1.2, label="NoProp mean")
-    for name, v in (others or {}).items():
-        ax.plot(tf, np_(v), lw=1.0, label=name)
+    other_colors = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    for (name, v), c in zip((others or {}).items(), other_colors * 4):
+        ax.plot(tf, np_(v), lw=1.0, color=c, label=name)
     ax.axvline(0, color="grey", lw=0.5)
     ax.set_xlabel("hours from the forecast origin")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     return ax

@@ -17,6 +17,7 @@ Hand-typed schedule used throughout (T = 2), alpha_bar = (0.1, 0.4, 0.8):
 For NoProp-CT the learned schedule is pinned to a straight line (:func:`linear_gamma`):
 gamma(t) = 3 - 6 t, so alpha_bar(t) = 1 / (1 + e^(3 - 6t)), SNR(t) = e^(6t - 3), SNR'(t) = 6 e^(6t - 3).
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -316,6 +317,24 @@ def test_backprop_baseline_starts_from_standard_normal_noise():
     np.testing.assert_allclose(z0.var(0).numpy(), [1.0] * M, rtol=0.04)
 
 
+def test_backprop_baseline_noise_is_on_by_default_and_drawn_from_the_given_generator():
+    """Training calls ``model(x)`` without ``noise=``: z_0 must then be N(0, I) (variance 1; the
+    tolerance 0.1 is 4.5 standard errors sqrt(2/4000)), drawn from the generator passed in:
+    the same seed gives the same z_0 whatever the global generator did, another seed another z_0."""
+    torch.manual_seed(0)
+    model = BackpropBaseline(SHAPE, M, T=1, block=TINY)
+    spy = SpyBlock(lambda x, z: onehot_logits(0, z.shape[0]))
+    model.blocks[0] = spy
+    x = torch.zeros(4000, *SHAPE)
+    z = []
+    for global_seed, seed in ((1, 0), (2, 0), (3, 1)):
+        torch.manual_seed(global_seed)
+        model(x, generator=torch.Generator().manual_seed(seed))
+        z.append(spy.seen[-1])
+    np.testing.assert_allclose(z[0].var(0).numpy(), [1.0] * M, rtol=0.1)
+    assert torch.equal(z[0], z[1]) and not torch.equal(z[0], z[2])
+
+
 # ================================================================ NoProp-CT
 def ct_model(eta=1.0, steps=4) -> NoPropCT:
     torch.manual_seed(0)
@@ -354,6 +373,36 @@ def test_ct_denoising_term_is_eta_half_snr_prime_times_squared_error_summed_over
         t = net.seen_t[0].numpy()
         expect = np.mean(0.5 * eta * 6.0 * np.exp(6 * t - 3) * 0.75)
         assert float(out["loss_denoise"]) == pytest.approx(expect, rel=1e-4)
+
+
+def test_ct_loss_trains_the_schedule_through_the_snr_prime_weight():
+    """SNR'(t) is computed with create_graph=True, so the loss trains the schedule's shape.
+
+    With a network that ignores z_t and an unpinned schedule, w_1 (the weight of the linear part
+    of gt) moves the loss ONLY through the weight SNR'(t_i): gamma(0) = g1 and gamma(1) = g0 hold
+    for every w_1, so the KL and the classifier term do not depend on it. The autograd gradient in
+    raw_w1 must match a central finite difference of the loss (same seed: same t and eps; it is
+    about -0.0049 here, the float32 rounding of the difference about 1e-5); a detached SNR' gives 0."""
+    torch.manual_seed(0)
+    model = NoPropCT(SHAPE, M, model=TINY)
+    model.net = SpyNet(lambda z, t: torch.zeros(z.shape[0], M))
+    model.classifier = SpyLinear(scale=5.0)
+    x, y = torch.zeros(16, *SHAPE), torch.arange(16) % M
+
+    def loss():
+        return model.loss_terms(x, y, generator=torch.Generator().manual_seed(0))["loss"]
+
+    (grad,) = torch.autograd.grad(loss(), model.schedule.raw_w1)
+    h = 1e-2
+    with torch.no_grad():
+        model.schedule.raw_w1 += h
+    up = float(loss().detach())
+    with torch.no_grad():
+        model.schedule.raw_w1 -= 2 * h
+    down = float(loss().detach())
+    fd = (up - down) / (2 * h)
+    assert abs(fd) > 2e-3
+    assert float(grad) == pytest.approx(fd, rel=0.1)
 
 
 def test_ct_times_are_stratified_over_the_batch():
@@ -427,6 +476,12 @@ def test_ct_step_coefficients_match_the_closed_form_schedule():
         assert float(co["a"][k - 1]) == pytest.approx(a, rel=1e-5)
         assert float(co["b"][k - 1]) == pytest.approx(b, rel=1e-5)
         assert float(co["c"][k - 1]) == pytest.approx(c, rel=1e-5)
+
+
+def test_ct_step_coefficients_are_float64():
+    """The sampler's grid and coefficients are computed in float64 (module docstring), whatever the model's dtype."""
+    co = ct_step_coefficients(ct_model().schedule, 4)
+    assert [co[k].dtype for k in "tabc"] == [torch.float64] * 4
 
 
 def _ct_sampler_model(steps):
@@ -716,6 +771,58 @@ def test_paper_defaults_of_the_models_and_optimisers():
     np.testing.assert_allclose(torch.tanh(bp.w.detach()).numpy(), [math.tanh(0.5)] * 10, rtol=1e-6)
 
 
+def test_dt_has_one_adamw_per_block_over_its_own_parameters_and_one_for_the_classifier():
+    """Algorithm 1: block t is updated by its own optimiser; the classifier (and a learned W_embed)
+    by a shared one. Exactly T + 1 optimisers, none holding another block's parameters."""
+    model = dt_model()
+    opts = model.configure_optimizers()
+    assert set(opts) == {"block1", "block2", "shared"}
+    for t in (1, 2):
+        got = [p for g in opts[f"block{t}"].param_groups for p in g["params"]]
+        assert [id(p) for p in got] == [id(p) for p in model.blocks[t - 1].parameters()]
+    shared = [p for g in opts["shared"].param_groups for p in g["params"]]
+    assert {id(p) for p in shared} == {id(p) for p in model.classifier.parameters()}
+
+
+def test_dt_optimisers_take_the_given_learning_rate_and_weight_decay():
+    opts = dt_model().configure_optimizers(lr=0.02, weight_decay=0.3)
+    assert {k: (o.defaults["lr"], o.defaults["weight_decay"]) for k, o in opts.items()} == {
+        "block1": (0.02, 0.3), "block2": (0.02, 0.3), "shared": (0.02, 0.3)}
+
+
+def test_dt_without_a_schedule_builds_the_cosine_schedule_with_its_own_T():
+    schedule = NoPropDT(SHAPE, M, T=3, block=TINY).schedule
+    assert schedule.kind == "cosine" and schedule.T == 3
+    assert DTSchedule.from_alpha_bar([0.1, 0.5]).kind == "custom"
+
+
+def test_learned_embeddings_take_the_given_dimension_in_every_model():
+    torch.manual_seed(0)
+    for model in (NoPropDT(SHAPE, M, T=1, block=TINY, schedule=DTSchedule.from_alpha_bar([0.1, 0.5]),
+                           embedding="learned", embed_dim=3),
+                  BackpropBaseline(SHAPE, M, T=1, block=TINY, embedding="learned", embed_dim=3),
+                  NoPropCT(SHAPE, M, model=TINY, embedding="learned", embed_dim=3),
+                  NoPropFM(SHAPE, M, model=TINY, embedding="learned", embed_dim=3)):
+        assert model.W_embed.shape == (M, 3), type(model).__name__
+
+
+def test_models_default_to_mnist_ten_classes_small_blocks_and_one_hot_labels():
+    """What a model built without arguments is (the notebooks and the command line rely on it):
+    images (1, 28, 28), m = 10 classes, the 'small' block, one-hot label embeddings W_embed = I_10;
+    NoProp-DT and the baseline have T = 10 blocks, NoProp-CT starts its schedule at g0 = -3, g1 = 3
+    with 16 sigmoid units."""
+    torch.manual_seed(0)
+    for model in (NoPropDT(), BackpropBaseline(), NoPropCT(), NoPropFM()):
+        name = type(model).__name__
+        assert model.image_shape == (1, 28, 28) and model.num_classes == 10, name
+        assert model.block_config == BlockConfig.small(), name
+        assert model.embedding.kind == "onehot" and torch.equal(model.W_embed, torch.eye(10)), name
+        if isinstance(model, (NoPropDT, BackpropBaseline)):
+            assert model.T == 10 and len(model.blocks) == 10, name
+    ct = NoPropCT()
+    assert ct.schedule.config() == {"g0_init": -3.0, "g1_init": 3.0, "hidden": 16, "learn_endpoints": True}
+
+
 def test_linear_alpha_bar_defaults_run_from_1e_minus_4_to_0_99():
     from nplib.schedules import linear_alpha_bar
     np.testing.assert_allclose(linear_alpha_bar(2).numpy(), [1e-4, (1e-4 + 0.99) / 2, 0.99], rtol=1e-12)
@@ -730,6 +837,20 @@ def test_sinusoidal_time_embedding_values_by_hand():
                                              [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)]],
                                atol=1e-12)
     assert sinusoidal_embedding(torch.zeros(3)).shape == (3, 64)
+
+
+def test_sinusoidal_time_embedding_of_size_2_and_of_a_t_of_any_shape():
+    """dim = 2 is allowed; a (2, 3) grid of times gives (2, 3, dim), row by row the 1-D values."""
+    from nplib.continuous import sinusoidal_embedding
+    # dim = 2 is the smallest valid size: f_0 = 1, (sin 1000 t, cos 1000 t)
+    np.testing.assert_allclose(sinusoidal_embedding(torch.tensor([0.001], dtype=torch.float64), dim=2).numpy(),
+                               [[math.sin(1), math.cos(1)]], atol=1e-12)
+    # shape (*t.shape, dim) for a t of any shape, entry by entry
+    t = torch.tensor([[0.0, 0.001, 0.5], [0.25, 0.75, 1.0]], dtype=torch.float64)
+    grid = sinusoidal_embedding(t, dim=4)
+    assert grid.shape == (2, 3, 4)
+    np.testing.assert_allclose(grid.reshape(6, 4).numpy(), sinusoidal_embedding(t.reshape(6), dim=4).numpy(),
+                               atol=1e-12)
 
 
 def test_learned_ct_schedule_starts_from_its_documented_initialisation():
@@ -753,6 +874,57 @@ def test_learned_ct_schedule_starts_from_its_documented_initialisation():
         got = sched.gamma(torch.tensor(ts_, dtype=torch.float64)).numpy()
     np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
     assert float(sched.g0.detach()) == -3.0 and float(sched.g1.detach()) == pytest.approx(3.0, abs=1e-5)
+
+
+def test_learned_schedule_computes_in_float64_for_a_float64_t_and_entry_by_entry():
+    """gamma(t) of the initial schedule, recomputed in numpy float64 from its parameters
+    (gt(t) = w_1 t + sum_j w_2j sigmoid(w_3j t + b_j), w = softplus(raw)): agreement to 1e-12
+    means every step ran in float64 (float32 would leave errors of about 1e-7). gamma acts entry
+    by entry on a t of any shape, and SNR' keeps its graph by default (create_graph=True)."""
+    from nplib.continuous import LearnedSchedule
+    sched = LearnedSchedule()
+    raw = {k: getattr(sched, k).detach().double().numpy() for k in ("raw_w1", "raw_w2", "raw_w3", "b")}
+    sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    w1, w2, w3, b = sp(raw["raw_w1"]), sp(raw["raw_w2"]), sp(raw["raw_w3"]), raw["b"]
+
+    def gt(t):
+        return w1 * t + (w2 / (1 + np.exp(-(w3 * t + b)))).sum()
+
+    g0, g1 = float(sched.g0.detach()), float(sched.g1.detach())
+    ts_ = [0.0, 0.1, 0.5, 0.9, 1.0]
+    expect = [g0 + (g1 - g0) * (1 - (gt(t) - gt(0.0)) / (gt(1.0) - gt(0.0))) for t in ts_]
+    t = torch.tensor(ts_, dtype=torch.float64)
+    with torch.no_grad():
+        got = sched.gamma(t)
+        assert got.dtype == torch.float64
+        np.testing.assert_allclose(got.numpy(), expect, rtol=1e-12, atol=1e-12)
+        grid = torch.tensor([[0.1, 0.5], [0.9, 1.0]], dtype=torch.float64)
+        np.testing.assert_allclose(sched.gamma(grid).numpy(), [expect[1:3], expect[3:5]], rtol=1e-12, atol=1e-12)
+        assert float(sched.gamma(t[2])) == pytest.approx(expect[2], rel=1e-12)
+    assert sched.snr_derivative(t)[1].requires_grad
+
+
+def test_fm_path_without_eps_draws_standard_normal_noise():
+    """z_t = t z_1 + (1 - t) z_0 + sigma eps with eps ~ N(0, I) drawn when not given: t = 0.5,
+    z_0 = 0, z_1 = 1, sigma = 0.5 gives mean 0.5 and variance 0.25 (tolerances about 5 s.e.)."""
+    from nplib.continuous import fm_path
+    torch.manual_seed(0)
+    n = 20000
+    z = fm_path(torch.zeros(n, 2), torch.ones(n, 2), torch.full((n,), 0.5), sigma=0.5).double()
+    assert float(z.mean()) == pytest.approx(0.5, abs=0.01)
+    assert float(z.var()) == pytest.approx(0.25, rel=0.04)
+
+
+def test_prototype_embeddings_reach_every_model():
+    """embedding='prototype' with prototypes P: W_embed holds the flattened P and z is seen as an image."""
+    P = torch.arange(M * 64, dtype=torch.float32).reshape(M, 1, 8, 8) / 100
+    torch.manual_seed(0)
+    for model in (NoPropDT(SHAPE, M, T=2, block=TINY, schedule=hand_schedule(), embedding="prototype", prototypes=P),
+                  BackpropBaseline(SHAPE, M, T=1, block=TINY, embedding="prototype", prototypes=P),
+                  NoPropCT(SHAPE, M, model=TINY, embedding="prototype", prototypes=P),
+                  NoPropFM(SHAPE, M, model=TINY, embedding="prototype", prototypes=P)):
+        assert torch.equal(model.W_embed.detach(), P.flatten(1)), type(model).__name__
+        assert model.embedding.image_shape == (1, 8, 8)
 
 
 def test_fm_path_with_noise_by_hand():
@@ -831,6 +1003,13 @@ def test_backprop_baseline_classifier_starts_as_a_scaled_nearest_embedding_reado
         BackpropBaseline(SHAPE, M, T=1, block=TINY, classifier_scale=0.0)
 
 
+def test_backprop_baseline_accepts_any_positive_classifier_scale():
+    """classifier_scale = 0.5 (below 1) is valid: one-hot rows 0.5 e_k / ||e_k||^2 = 0.5 e_k."""
+    torch.manual_seed(0)
+    model = BackpropBaseline(SHAPE, M, T=1, block=TINY, classifier_scale=0.5)
+    np.testing.assert_allclose(model.classifier.weight.detach().numpy(), 0.5 * np.eye(M))
+
+
 @pytest.mark.parametrize("make, match", [
     (lambda: NoPropDT(SHAPE, M, T=2, block=TINY, schedule=hand_schedule(), eta=0.0), "eta"),
     (lambda: NoPropDT(SHAPE, M, T=3, block=TINY, schedule=hand_schedule()), "T = 2"),
@@ -839,6 +1018,11 @@ def test_backprop_baseline_classifier_starts_as_a_scaled_nearest_embedding_reado
     (lambda: NoPropFM(SHAPE, M, model=TINY, sigma=-0.1), "sigma"),
     (lambda: NoPropFM(SHAPE, M, model=TINY, sigma=float("nan")), "sigma"),
     (lambda: NoPropCT(SHAPE, M, model=TINY, g0=1.0, g1=1.0), "g0 < g1"),
+    # a schedule built field by field (not through from_alpha_bar) with a zero loss weight
+    pytest.param(lambda: NoPropDT(SHAPE, M, T=2, block=TINY, schedule=dataclasses.replace(
+        hand_schedule(), snr_delta=torch.tensor([0.0, 10 / 3]))), "every loss weight", id="zero-loss-weight"),
+    pytest.param(lambda: NoPropFM(SHAPE, M, model=TINY, sigma=float("inf")), "sigma", id="infinite-sigma"),
+    pytest.param(lambda: NoPropCT(SHAPE, M, model=TINY, g0=float("-inf")), "g0 < g1", id="infinite-g0"),
 ])
 def test_models_refuse_settings_that_break_the_maths(make, match):
     with pytest.raises(ValueError, match=match):
@@ -898,3 +1082,49 @@ def test_interval_evaluation_defaults_50_samples_seed_0_and_decoder_noise():
     assert "bands" not in out and out["samples"] == 50 and out["decoder_noise"] is True
     ts.evaluate_intervals(Recorder(), ws, seed=7, decoder_noise=False)
     assert seen[-1] == (50, 7, False)
+
+
+# --- added for the survivors of the mutation run of 30 Nov 2026, 03:53-04:30 UTC -----------------
+
+def test_non_increasing_alpha_bar_error_names_the_first_step_that_decreases():
+    """The error for a non-increasing alpha_bar names the first t with alpha_bar_t <= alpha_bar_{t-1}:
+    for (0.1, 0.3, 0.5, 0.4, 0.9) that is t = 3 (0.4 <= 0.5), not t = 1."""
+    with pytest.raises(ValueError, match=r"alpha_bar\[3\] = 0\.4 <= alpha_bar\[2\] = 0\.5"):
+        DTSchedule.from_alpha_bar([0.1, 0.3, 0.5, 0.4, 0.9])
+
+
+def test_alpha_bar_outside_0_1_error_lists_only_the_values_outside():
+    """The error for alpha_bar values outside (0, 1) lists those values (1 included) and no others."""
+    with pytest.raises(ValueError, match=r"got values \[1\.0, 1\.5\]$"):
+        DTSchedule.from_alpha_bar([0.1, 1.0, 1.5])
+
+
+def test_sinusoidal_time_embedding_of_a_float64_t_is_computed_in_float64():
+    """For a float64 t the frequencies f_k = 10000^(-k/(dim/2)) are float64 too: the embedding
+    matches the float64 closed form to 1e-12 (float32 frequencies are off by ~1e-4 at 1000 t)."""
+    from nplib.continuous import sinusoidal_embedding
+    t = np.array([0.3, 0.7, 0.99])
+    k = np.arange(4)
+    args = 1000.0 * t[:, None] * 10000.0 ** (-k / 4.0)
+    expected = np.concatenate([np.sin(args), np.cos(args)], axis=1)
+    got = sinusoidal_embedding(torch.tensor(t, dtype=torch.float64), dim=8)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_ct_schedule_takes_the_given_number_of_hidden_units():
+    """NoPropCT(schedule_hidden=h) builds a learned schedule with h sigmoid units (default 16)."""
+    model = NoPropCT(SHAPE, M, model=TINY, schedule_hidden=5)
+    assert model.schedule.hidden == 5
+    assert model.schedule.raw_w2.numel() == model.schedule.raw_w3.numel() == model.schedule.b.numel() == 5
+
+
+def test_interval_bands_of_the_first_keep_windows_span_several_batches():
+    """keep = 2 with batch = 1: the bands hold both windows (one per batch), in order. Window 0
+    ends at row (0, 1), window 1 at row (2, -1); c = x[-1] + h, mean c + 3.2, 10 % quantile c + 0.4."""
+    ws = _window_set(INTERVAL_ROWS, 1, 2, [0, 3])
+    out = ts.evaluate_intervals(StubForecaster(), ws, samples=5, batch=1, keep=2)
+    c = torch.tensor([[[0.0, 1.0], [1.0, 2.0]], [[2.0, -1.0], [3.0, 0.0]]])   # (window, step, variable)
+    assert out["bands"]["mean"].shape == (2, 2, 2)
+    torch.testing.assert_close(out["bands"]["mean"].float(), c + 3.2)
+    torch.testing.assert_close(out["bands"]["q0.1"].float(), c + 0.4)

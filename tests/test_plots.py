@@ -187,3 +187,71 @@ def test_schedule_explorer_reports_invalid_settings(capsys):
         plots.plot_schedule_explorer("cosine", 30, 0.99)
     widgets.schedule_explorer(kind="cosine", T=30, alpha_bar_max=0.99)
     assert "invalid setting" in capsys.readouterr().out
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [ax.get_title() for ax in fig.axes]
+
+
+def test_data_flow_draws_the_course_names():
+    from nplib import diagrams
+
+    fig = diagrams.plot_data_flow(T=10, t=5)
+    train_ax, infer_ax = fig.axes
+    text = " ".join(_texts(fig))
+    for name in ("$x$", "$z_{t-1}", r"$\hat u_t$", "$u_y$", "$W_{embed}$", r"\bar\alpha", "T = 10"):
+        assert name in text, name
+    train_text = " ".join(t.get_text() for t in train_ax.texts)
+    assert "block $t$ = 5" in train_text and "gradient of $L_t$" in train_text
+    assert "(1-4 and 6-10): not run, no gradient" in train_text
+    # inference: z_0 -> block 1 -> ... -> block T -> classifier, the middle blocks elided for T > 4
+    infer_text = [t.get_text() for t in infer_ax.texts]
+    assert [s for s in infer_text if s.startswith("block ")][:3] == ["block 1", "block 2", "block 10"]
+    assert "classifier" in infer_text and r"$\cdots$" in infer_text
+
+
+def test_data_flow_small_T_draws_every_block_and_one_part():
+    from nplib import diagrams
+
+    fig = diagrams.plot_data_flow(T=3, which="inference")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("block ")][:3] == ["block 1", "block 2",
+                                                                                        "block 3"]
+    assert r"$\cdots$" not in [t.get_text() for t in ax.texts]
+    (ax,) = diagrams.plot_data_flow(T=1, which="training").axes
+    assert not any("not run" in t.get_text() for t in ax.texts)   # T = 1: there is no other block
+
+
+@pytest.mark.parametrize("kwargs", [{"T": 0}, {"T": 2.5}, {"T": True}, {"T": "10"}, {"T": 10, "t": 0},
+                                    {"T": 10, "t": 11}, {"T": 10, "which": "backward"}])
+def test_data_flow_rejects_bad_input(kwargs):
+    from nplib import diagrams
+
+    with pytest.raises(ValueError):
+        diagrams.plot_data_flow(**kwargs)
+
+
+def test_loss_weights_labels_never_overlap(two):
+    # one schedule: the last weight written above its bar; several: in the legend, not over the bars
+    fig = plots.plot_loss_weights(two[0])
+    assert [t.get_text() for t in fig.axes[0].texts] == [f"{float(two[0].snr_delta[-1]):.4g}"]
+    fig = plots.plot_loss_weights(two, labels=["cosine", "linear"])
+    ax = fig.axes[0]
+    assert len(ax.texts) == 0
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [f"cosine: last weight {float(two[0].snr_delta[-1]):.4g}",
+                      f"linear: last weight {float(two[1].snr_delta[-1]):.4g}"]
+
+
+def test_marginals_legend_names_classes_and_heat_map_ticks_are_integers():
+    s = make_schedule("cosine", 10)
+    fig = plots.plot_marginals(torch.eye(10), s, ts=(0, 10), n_per_class=5, classes=[0, 1, 2])
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[:3] == ["y = 0", "y = 1", "y = 2"]
+    W = torch.nn.init.orthogonal_(torch.empty(10, 20)).double()
+    z = plots.sample_label_trajectories(W[:4], s, seed=0)
+    fig = plots.plot_label_trajectories(z, W[:4], s)
+    fig.canvas.draw()
+    heat = fig.axes[1]
+    for ticks in (heat.get_yticks(), heat.get_xticks()):
+        assert np.allclose(ticks, np.round(ticks)), ticks
