@@ -180,7 +180,7 @@ def _main(argv=None) -> int:
     p.add_argument("--block", default="small", choices=["small", "paper"])
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--out", default="runs/bench_cpu_options.json")
+    p.add_argument("--out", default="runs/speed_cpu_options.json")
     args = p.parse_args(argv)
     load0 = os.getloadavg()
     rows = measure_cpu_options(args.block, steps=args.steps, rounds=args.rounds)

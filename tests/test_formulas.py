@@ -1094,9 +1094,9 @@ def test_non_increasing_alpha_bar_error_names_the_first_step_that_decreases():
 
 
 def test_alpha_bar_outside_0_1_error_lists_only_the_values_outside():
-    """The error for alpha_bar values outside (0, 1) lists those values (1 included) and no others."""
-    with pytest.raises(ValueError, match=r"got values \[1\.0, 1\.5\]$"):
-        DTSchedule.from_alpha_bar([0.1, 1.0, 1.5])
+    """The error for alpha_bar values outside (0, 1) lists those values (0 and 1 included) and no others."""
+    with pytest.raises(ValueError, match=r"got values \[0\.0, 1\.0, 1\.5\]$"):
+        DTSchedule.from_alpha_bar([0.0, 0.5, 1.0, 1.5])
 
 
 def test_sinusoidal_time_embedding_of_a_float64_t_is_computed_in_float64():
@@ -1128,3 +1128,28 @@ def test_interval_bands_of_the_first_keep_windows_span_several_batches():
     assert out["bands"]["mean"].shape == (2, 2, 2)
     torch.testing.assert_close(out["bands"]["mean"].float(), c + 3.2)
     torch.testing.assert_close(out["bands"]["q0.1"].float(), c + 0.4)
+
+
+def test_interval_evaluation_forecasts_each_window_once_in_batches_of_batch():
+    """Two windows of two channels with batch = 1: two forecast calls of 1 window x 2 channels
+    each (every window forecast once, not every window in every batch)."""
+    seen = []
+
+    class Recorder(StubForecaster):
+        def forecast(self, x, noise=False, samples=1, generator=None, decoder_noise=False):
+            seen.append(x.shape[0])
+            return super().forecast(x, noise, samples, generator, decoder_noise)
+
+    ts.evaluate_intervals(Recorder(), _window_set(INTERVAL_ROWS, 1, 2, [0, 3]), samples=5, batch=1)
+    assert seen == [2, 2]
+
+
+def test_fm_times_are_stratified_over_the_batch():
+    """FM training draws one time per example, t_i = (i + u) / B shuffled: exactly one in each
+    [k/B, (k+1)/B) for B = 64 (not one time shared by the batch)."""
+    model = fm_model()
+    net = SpyNet(lambda z, t: torch.zeros(z.shape[0], M))
+    model.net = net
+    model.loss_terms(torch.zeros(64, *SHAPE), torch.zeros(64, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    t = net.seen_t[0]
+    assert torch.equal(torch.sort(torch.floor(t * 64)).values, torch.arange(64, dtype=torch.float64))
