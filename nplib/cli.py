@@ -72,7 +72,7 @@ def _cmd_train(args) -> int:
     import torch
 
     from .data import load_train_test, smoke_mode
-    from .train import evaluate_runs, fit, hardware_info, set_seed
+    from .train import evaluate_runs, fit, set_seed
 
     smoke = smoke_mode()
     epochs = 1 if smoke else args.epochs
@@ -120,6 +120,13 @@ def _cmd_train(args) -> int:
     print(f"final test accuracy: {100 * final['mean']:.2f} +- {100 * final['se']:.2f} % "
           f"(stochastic chain, mean +- s.e. over {args.eval_runs} runs); noise-free {100 * final['noise_free']:.2f} %")
     print(f"wall time {train_seconds / 60:.1f} min (training and per-epoch evaluation)")
+    return _write_report(args, model, train, test, smoke, n_params, history, final, train_seconds)
+
+
+def _write_report(args, model, train, test, smoke, n_params, history, final, train_seconds, **extra) -> int:
+    """The JSON report of ``train`` (both paths): command, config, hardware, history, final accuracy."""
+    from .train import hardware_info
+
     result = {
         "command": " ".join(["python -m nplib"] + sys.argv[1:]),
         # "model" holds the model's own config; the --model choice (the block size) is "block_name"
@@ -130,6 +137,7 @@ def _cmd_train(args) -> int:
         "history": history,
         "final_test_accuracy": final,
         "wall_seconds": train_seconds,
+        **extra,
     }
     result["config"].pop("func", None)
     if args.out:
@@ -151,7 +159,7 @@ def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_par
     import torch
 
     from .parallel import train_block_parallel
-    from .train import evaluate_runs, hardware_info
+    from .train import evaluate_runs
 
     if args.variant != "dt":
         raise ValueError(f"--parallel trains NoProp-DT only; --variant {args.variant} trains end to end or "
@@ -181,25 +189,9 @@ def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_par
           f"(stochastic chain, mean +- s.e. over {args.eval_runs} runs); noise-free {100 * final['noise_free']:.2f} %")
     print(f"wall time {train_seconds / 60:.1f} min training (process start-up included), "
           f"{total_seconds / 60:.1f} min with the final evaluation")
-    result = {
-        "command": " ".join(["python -m nplib"] + sys.argv[1:]),
-        "config": {**vars(args), "epochs_run": len(info["history"]), "smoke": smoke, "train_size": len(train),
-                   "test_size": len(test), "parameters": n_params, "block_name": args.model,
-                   "model": trained.config()},
-        "hardware": hardware_info(),
-        "history": info["history"],
-        "final_test_accuracy": final,
-        "wall_seconds": train_seconds,
-        "wall_seconds_with_evaluation": total_seconds,
-        "parallel": {k: v for k, v in info.items() if k != "history"},
-    }
-    result["config"].pop("func", None)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-        print(f"wrote {out}")
-    return 0
+    return _write_report(args, trained, train, test, smoke, n_params, info["history"], final, train_seconds,
+                         wall_seconds_with_evaluation=total_seconds,
+                         parallel={k: v for k, v in info.items() if k != "history"})
 
 
 def build_parser() -> argparse.ArgumentParser:
