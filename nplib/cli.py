@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("schedule", help="print a NoProp-DT noise schedule")
-    s.add_argument("--kind", choices=["cosine", "linear"], default="cosine")
+    s.add_argument("--kind", choices=["cosine", "linear", "equal_mass"], default="cosine")
     s.add_argument("--T", type=int, default=10, help="number of blocks (default 10)")
     s.add_argument("--alpha-bar-min", type=float, default=1e-4)
     s.add_argument("--alpha-bar-max", type=float, default=0.99)
@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--T", type=int, default=10)
     t.add_argument("--embedding", default="onehot", choices=["onehot", "learned", "prototype"])
     t.add_argument("--embed-dim", type=int, default=None)
-    t.add_argument("--schedule", default="cosine", choices=["cosine", "linear"])
+    t.add_argument("--schedule", default="cosine", choices=["cosine", "linear", "equal_mass"],
+                   help="noise schedule; equal_mass: every block gets the same noise-level mass (nplib.chain)")
     t.add_argument("--alpha-bar-max", type=float, default=0.99)
     t.add_argument("--eta", type=float, default=None, help="denoising loss weight (DT default 0.1)")
     t.add_argument("--inference-steps", type=int, default=1000,
@@ -269,7 +270,7 @@ def _register_optional_commands() -> None:
     """Subcommands that live in their own modules (for example ``forecast``)."""
     import importlib
 
-    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce", "ablation"):
+    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce", "ablation", "chain"):
         try:
             m = importlib.import_module(f"nplib.{mod}")
         except ModuleNotFoundError as err:

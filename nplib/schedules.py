@@ -62,7 +62,7 @@ import torch
 
 __all__ = ["DTSchedule", "cosine_alpha_bar", "linear_alpha_bar", "make_schedule", "SCHEDULE_KINDS"]
 
-SCHEDULE_KINDS = ("cosine", "linear")
+SCHEDULE_KINDS = ("cosine", "linear", "equal_mass")
 
 #: Offset of the Nichol-Dhariwal cosine schedule.
 COSINE_OFFSET = 0.008
@@ -212,16 +212,22 @@ class DTSchedule:
 
 def make_schedule(kind: str = "cosine", T: int = 10, alpha_bar_min: float = 1e-4,
                   alpha_bar_max: float = 0.99, clip: str = "hard") -> DTSchedule:
-    """The NoProp-DT schedule of the given ``kind`` ('cosine' or 'linear') with ``T`` blocks.
+    """The NoProp-DT schedule of the given ``kind`` ('cosine', 'linear' or 'equal_mass') with ``T`` blocks.
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 2.
     Defaults: cosine, T = 10, alpha_bar clipped to [1e-4, 0.99] (module docstring says why).
-    ``clip`` ("hard" or "rescale") applies to the cosine schedule only.
+    ``clip`` ("hard" or "rescale") applies to the cosine schedule only. 'equal_mass' gives every
+    block the same probability mass of noise levels (:func:`nplib.chain.equal_mass_alpha_bar`,
+    notebooks/08_what_the_chain_does, section 4).
     """
     if kind == "cosine":
         alpha_bar = cosine_alpha_bar(T, alpha_bar_min, alpha_bar_max, clip)
     elif kind == "linear":
         alpha_bar = linear_alpha_bar(T, alpha_bar_min, alpha_bar_max)
+    elif kind == "equal_mass":
+        from .chain import equal_mass_alpha_bar
+
+        alpha_bar = equal_mass_alpha_bar(_check_T(T), alpha_bar_min=alpha_bar_min, alpha_bar_max=alpha_bar_max)
     else:
         raise ValueError(f"unknown schedule kind {kind!r}; choose one of {SCHEDULE_KINDS}")
     return DTSchedule.from_alpha_bar(alpha_bar, kind=kind)
