@@ -57,7 +57,7 @@ from .schedules import DTSchedule, make_schedule
 __all__ = ["EDM_P_MEAN", "EDM_P_STD", "signal_shares", "sigma_from_alpha_bar", "alpha_bar_from_sigma",
            "noise_mass", "block_masses", "equal_mass_alpha_bar", "equal_mass_schedule", "train_block_alone",
            "block_alone_accuracy", "decided_levels", "plot_signal_shares", "plot_chain_accuracy",
-           "plot_decided", "COMMANDS", "add_parser"]
+           "plot_decided", "remedy_report", "COMMANDS", "add_parser", "add_remedy_parser"]
 
 #: EDM's training distribution of noise levels: log sigma ~ N(P_mean, P_std^2).
 EDM_P_MEAN = -1.2
@@ -400,6 +400,45 @@ def plot_decided(results: dict, ax=None):
     return ax.figure
 
 
+def remedy_report(ablation: dict, checkpoints: dict, note: str = "") -> dict:
+    """The remedy's comparison (notebooks/08_what_the_chain_does, section 4) from an ablation file and manifests.
+
+    Introduced in notebooks/08_what_the_chain_does, section 4. ``ablation`` is the JSON of
+    ``python -m nplib ablation --checkpoint ... --out FILE``; ``checkpoints`` maps a key
+    (``cosine_T10``, ...) to a shipped checkpoint name. Per model: the training command, schedule,
+    epochs, training time and test accuracy of its manifest, and from the noise-free ablation the
+    chain's and block 1's accuracy, their difference and the fraction of test images decided at
+    each block.
+    """
+    from . import pretrained
+
+    if not isinstance(ablation, dict) or "results" not in ablation:
+        raise ValueError("ablation must be the JSON written by python -m nplib ablation --out")
+    models = {}
+    for key, name in checkpoints.items():
+        if name not in ablation["results"]:
+            raise ValueError(f"{name!r} is not in the ablation file (it holds {', '.join(ablation['results'])})")
+        m = pretrained.manifest(name)
+        r = next(a for a in ablation["results"][name]["ablation"] if not a["noise"])
+        chain_acc, first = r["rows"]["chain"], r["rows"]["first_block_alone"]
+        models[key] = {
+            "checkpoint": name, "command": m["command"], "schedule": m["config"]["schedule"], "T": m["config"]["T"],
+            "alpha_bar": [b["alpha_bar"] for b in r["blocks"]] + [m["config"]["alpha_bar_max"]],
+            "epochs": m["epochs"], "train_seconds": m["train_seconds"], "test_accuracy": m["test_accuracy"],
+            "ablation_noise_free": {
+                "test_images": ablation["results"][name]["info"]["test_images"],
+                "chain": chain_acc, "first_block_alone": first,
+                # the chain's gain over block 1 alone
+                "chain_minus_first_block": chain_acc - first,
+                "decided_fraction": [b["decided_fraction"] for b in r["blocks"]],
+                "decided_after_block_1": sum(b["decided_fraction"] for b in r["blocks"][1:]),
+                "never_decided": r["summary"]["never_decided_fraction"],
+                "block_accuracy": [b["accuracy"] for b in r["blocks"]],
+                "chain_z_prior": r["rows"]["chain_z_prior"]}}
+    return {"models": models, "ablation_command": ablation.get("command"),
+            "hardware": {**(ablation.get("hardware") or {}), "note": note}}
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def _cmd(args) -> int:
     from .data import load_train_test, smoke_mode
@@ -447,5 +486,32 @@ def add_parser(subparsers):
     return p
 
 
+def _cmd_remedy(args) -> int:
+    pairs = dict(kv.split("=", 1) for kv in args.model)
+    out = {"command": " ".join(["python -m nplib"] + sys.argv[1:]),
+           **remedy_report(json.loads(Path(args.ablation).read_text()), pairs, args.note)}
+    for key, r in out["models"].items():
+        a = r["ablation_noise_free"]
+        print(f"{key:16s} chain {100 * a['chain']:6.2f} %  block 1 {100 * a['first_block_alone']:6.2f} %  "
+              f"gain {100 * a['chain_minus_first_block']:+5.2f}  decided at 1 {100 * a['decided_fraction'][0]:5.1f} %  "
+              f"stochastic {100 * r['test_accuracy']['mean']:.2f} %  {r['train_seconds'] / 60:.1f} min")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def add_remedy_parser(subparsers):
+    """Register ``python -m nplib chain-remedy --ablation FILE --model KEY=CHECKPOINT ... [--out FILE]``."""
+    p = subparsers.add_parser("chain-remedy", help="compare schedules: the chain's share of the decision, from an "
+                                                   "ablation file and the checkpoint manifests")
+    p.add_argument("--ablation", required=True, help="the JSON of python -m nplib ablation --out")
+    p.add_argument("--model", nargs="+", required=True, help="KEY=CHECKPOINT, e.g. cosine_T10=nb08_fashion_dt_onehot")
+    p.add_argument("--note", default="", help="a note stored with the hardware")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=_cmd_remedy)
+    return p
+
+
 #: Picked up by :mod:`nplib.cli`.
-COMMANDS = {"block-alone": add_parser}
+COMMANDS = {"block-alone": add_parser, "chain-remedy": add_remedy_parser}

@@ -227,3 +227,24 @@ def test_plots_run():
         plt.close(fig)
     with pytest.raises(ValueError):
         chain.plot_signal_shares({})
+
+
+# ------------------------------------------------------------------------------ the remedy report
+def test_remedy_report_reads_the_ablation_and_the_manifest():
+    abl = {"command": "python -m nplib ablation ...", "hardware": {"cpu_count": 2},
+           "results": {"nb04_dt": {"info": {"test_images": 3}, "ablation": [
+               {"noise": True, "rows": {}, "blocks": []},
+               {"noise": False, "rows": {"chain": 0.9, "first_block_alone": 0.8, "chain_z_prior": 0.1},
+                "blocks": [{"alpha_bar": 1e-4, "accuracy": 0.8, "decided_fraction": 0.7},
+                           {"alpha_bar": 0.5, "accuracy": 0.9, "decided_fraction": 0.2}],
+                "summary": {"never_decided_fraction": 0.1}}]}}}
+    out = chain.remedy_report(abl, {"base": "nb04_dt"}, note="busy")
+    r = out["models"]["base"]
+    assert r["ablation_noise_free"]["chain_minus_first_block"] == pytest.approx(0.1)
+    assert r["ablation_noise_free"]["decided_after_block_1"] == pytest.approx(0.2)
+    assert r["epochs"] == 16 and r["schedule"] == "cosine"
+    assert out["hardware"]["note"] == "busy"
+    with pytest.raises(ValueError, match="not in the ablation file"):
+        chain.remedy_report(abl, {"x": "nb05_ct"})
+    with pytest.raises(ValueError):
+        chain.remedy_report({}, {"base": "nb04_dt"})

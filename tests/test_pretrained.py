@@ -40,21 +40,27 @@ def test_shipped_file_matches_its_recorded_sha256(name):
     pretrained.verify(name)
 
 
-@pytest.fixture(scope="module")
-def mnist_test():
-    try:
-        return load_train_test("mnist", smoke=False)[1]
-    except DatasetNotFoundError as err:
-        pytest.skip(f"MNIST is not in the data root: {err}")
+_TEST_SETS: dict = {}
+
+
+def _test_set(dataset: str):
+    """The full test set a checkpoint was trained for (its manifest's build dataset), loaded once."""
+    if dataset not in _TEST_SETS:
+        try:
+            _TEST_SETS[dataset] = load_train_test(dataset, smoke=False)[1]
+        except DatasetNotFoundError as err:
+            pytest.skip(f"{dataset} is not in the data root: {err}")
+    return _TEST_SETS[dataset]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CLASSIFIERS)
-def test_checkpoint_reproduces_its_recorded_test_accuracy(name, mnist_test):
+def test_checkpoint_reproduces_its_recorded_test_accuracy(name):
     """Noise-free accuracy exactly; the stochastic mean within the recorded standard error."""
-    rec = pretrained.manifest(name)["test_accuracy"]
+    m = pretrained.manifest(name)
+    rec = m["test_accuracy"]
     model = pretrained.build(name)
-    got = evaluate_runs(model, mnist_test, runs=len(rec["runs"]), seed=rec["eval_seed"])
+    got = evaluate_runs(model, _test_set(m["build"]["dataset"]), runs=len(rec["runs"]), seed=rec["eval_seed"])
     assert got["noise_free"] == rec["noise_free"]
     assert abs(got["mean"] - rec["mean"]) <= rec["se"], (got, rec)
 
