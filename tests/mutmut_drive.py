@@ -31,7 +31,7 @@ Options:
                        so an interrupted run resumes where it stopped (default mutmut-drive.json)
     --extra PREFIX     a test node id (or prefix) run after the mapped tests for every mutant;
                        repeatable, or comma-separated
-    --interleave SPEC  e.g. "models:3,continuous:4,schedules:1,timeseries:1": shuffle each module's
+    --interleave SPEC  e.g. "models:3,continuous:4,schedules:1,ett:1": shuffle each module's
                        mutants (seed 0) and take them round robin with these weights, so that a run
                        stopped early has run a uniform random sample of every module
     --cpu-limit S      CPU seconds per mutant before it counts as a timeout (default 30)

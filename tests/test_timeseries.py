@@ -1,4 +1,6 @@
-"""Tests of nplib.timeseries and the ``forecast`` command (notebook 07)."""
+"""Tests of the time-series modules (nplib.ett, forecast_baselines, forecaster, forecast_intervals,
+forecast_experiment; used here through their re-exports in nplib.timeseries) and the ``forecast``
+command (notebook 07)."""
 import json
 import os
 from pathlib import Path
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from nplib import forecast_experiment
 from nplib import timeseries as ts
 from nplib.data import DatasetNotFoundError, data_root
 
@@ -241,7 +244,9 @@ def test_quick_run_beats_naive_and_widens_intervals_on_validation_windows(monkey
         calls.append(out[0])
         return out
 
-    monkeypatch.setattr(ts, "calibrate_interval_scale", spy)
+    # run_experiment looks the function up in its own module, so the spy goes there (a spy set on
+    # nplib.timeseries, which only re-exports it, would see no call and the assertions would fail)
+    monkeypatch.setattr(forecast_experiment, "calibrate_interval_scale", spy)
     r = ts.run_experiment(data=data, cfg=cfg, smoke=False, log=lambda s: None)
     # the widening factors are chosen on the validation months only (rows 8640 .. 11520)
     assert len(calls) == 2
