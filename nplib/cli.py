@@ -78,6 +78,10 @@ def _cmd_train(args) -> int:
     epochs = 1 if smoke else args.epochs
     if args.threads:
         torch.set_num_threads(args.threads)
+    else:  # no more threads than usable CPUs (a container's quota), see nplib.cpu.usable_cpus
+        from .cpu import fit_threads_to_cpus
+
+        fit_threads_to_cpus()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(device).type == "cpu" and not args.no_tune_malloc:
         from .cpu import tune_malloc

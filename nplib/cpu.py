@@ -21,7 +21,7 @@ import ctypes.util
 import os
 import platform
 
-__all__ = ["FAST_MALLOC_ENV", "tune_malloc", "measure_cpu_options", "CPU_OPTIONS"]
+__all__ = ["FAST_MALLOC_ENV", "tune_malloc", "usable_cpus", "fit_threads_to_cpus", "measure_cpu_options", "CPU_OPTIONS"]
 
 # mallopt parameter numbers from glibc's malloc.h
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -30,6 +30,44 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 FAST_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
               "MALLOC_TRIM_THRESHOLD_": str(2 * 1024 ** 3),
               "MALLOC_TOP_PAD_": str(256 * 1024 * 1024)}
+
+
+def usable_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """How many CPUs this process can really run on: its affinity mask, capped by a cgroup v2 quota.
+
+    A container limited to 2 CPUs on a 64-core host reports ``os.cpu_count() == 64``, and torch
+    then starts one thread per host core: dozens of threads taking turns on 2 cores, each waiting
+    for the others at every parallel region, which makes every convolution many times slower.
+    Here the quota ``cpu.max`` (``"200000 100000"`` = 2 CPUs) and ``sched_getaffinity`` decide.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open(cpu_max) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            # cpu.max = "<quota> <period>" (microseconds): quota / period CPUs
+            n = min(n, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def fit_threads_to_cpus() -> tuple[int, int]:
+    """Lower torch's CPU threads to :func:`usable_cpus` when torch chose more; ``(before, after)``.
+
+    Called by :func:`nplib.notebook.setup` and the command line. It never raises the count, so a
+    user's own ``torch.set_num_threads`` (or ``OMP_NUM_THREADS``) below the usable CPUs stays.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    after = min(before, usable_cpus())
+    if after != before:
+        torch.set_num_threads(after)
+    return before, after
 
 
 def tune_malloc(export: bool = True) -> bool:

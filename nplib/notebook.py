@@ -95,6 +95,9 @@ def setup(seed: int = 0, device: str | None = None) -> Setup:
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 0.
     """
+    from .cpu import fit_threads_to_cpus
+
+    fit_threads_to_cpus()  # no more torch threads than CPUs this process may use (containers)
     set_seed(seed)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     s = Setup(seed=seed, device=dev, data_root=data_root(), smoke=smoke_mode(), runs=runs_dir(),

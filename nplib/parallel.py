@@ -196,15 +196,26 @@ def _check_training_args(epochs, batch_size, max_batches):
 
 def train_single(model_kwargs: dict, train: TensorData, epochs: int = 1, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0, device="cpu",
-                 max_batches: int | None = None, threads: int | None = None):
+                 max_batches: int | None = None, threads: int | None = None, fresh_process: bool = False,
+                 timeout: float = 600.0):
     """Single-process reference: ``set_seed(seed); model = NoPropDT(**model_kwargs)``, then the loop of ``fit``.
 
     Introduced in notebooks/06_backprop_vs_noprop, section 3. Returns ``(model, seconds)`` where
     ``seconds`` is the training time (no evaluation, no model building). ``threads`` sets
     ``torch.set_num_threads`` for the run and restores it afterwards. The same seed gives the
     parameters :func:`nplib.train.fit` gives for a model built right after ``set_seed(seed)``.
+
+    ``fresh_process=True`` runs the same training in one newly spawned process (bounded by
+    ``timeout`` seconds), as :func:`train_block_parallel` runs its ranks. Use it for a bit-exact
+    comparison with the block-parallel run from a long-lived process such as a notebook kernel:
+    oneDNN caches the convolution kernels it plans for a shape, and a kernel planned earlier in
+    this process with more threads can sum in another order than one planned with one thread.
     """
     _check_training_args(epochs, batch_size, max_batches)
+    if fresh_process:
+        return _train_single_in_fresh_process(model_kwargs, train, timeout, epochs=epochs, batch_size=batch_size,
+                                              lr=lr, weight_decay=weight_decay, seed=seed, device=device,
+                                              max_batches=max_batches, threads=threads)
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -220,6 +231,22 @@ def train_single(model_kwargs: dict, train: TensorData, epochs: int = 1, batch_s
         torch.set_num_threads(old_threads)
     model.eval()
     return model, seconds
+
+
+def _single_worker(rank: int, model_kwargs: dict, train: TensorData, kw: dict, out_dir: str) -> None:
+    """The process of ``train_single(..., fresh_process=True)``: train, then save the state and the time."""
+    model, seconds = train_single(model_kwargs, train, **kw)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, Path(out_dir) / "model.pt")
+    (Path(out_dir) / "seconds.json").write_text(json.dumps(seconds))
+
+
+def _train_single_in_fresh_process(model_kwargs: dict, train: TensorData, timeout: float, **kw):
+    state, out = _spawn_and_collect(_single_worker, 1, lambda out_dir: (model_kwargs, train, kw, out_dir), timeout,
+                                    "the single-process reference")
+    model = NoPropDT(**model_kwargs)
+    model.load_state_dict(state)
+    model.eval()
+    return model, out["seconds"]
 
 
 def _free_port() -> int:
@@ -310,6 +337,28 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
         dist.destroy_process_group()
 
 
+def _spawn_and_collect(fn, nprocs: int, make_args, timeout: float, what: str):
+    """Spawn ``nprocs`` processes of ``fn(rank, *make_args(out_dir))``, wait at most ``timeout`` s, then
+    return ``(state_dict from out_dir/model.pt, {stem: parsed content} of the JSON files written there)``."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="nplib-parallel-") as out_dir:
+        ctx = mp.start_processes(fn, args=make_args(out_dir), nprocs=nprocs, join=False, start_method="spawn")
+        deadline = time.monotonic() + timeout
+        try:
+            while not ctx.join(timeout=0.5):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{what} did not finish in {timeout:.0f} s")
+        finally:
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(5)
+        state = torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=True)
+        files = {f.stem: json.loads(f.read_text()) for f in Path(out_dir).glob("*.json")}
+    return state, files
+
+
 def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1, batch_size: int = 128,
                          lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0, world_size: int = 2,
                          threads_per_process: int = 1, device="cpu", backend: str | None = None,
@@ -337,8 +386,6 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
     autocast (as :func:`nplib.train.fit` with ``bf16=True``); ``tune_malloc=True`` applies
     :func:`nplib.cpu.tune_malloc` in every process (faster on a CPU, same numbers).
     """
-    import torch.multiprocessing as mp
-
     _check_training_args(epochs, batch_size, max_batches)
     probe = NoPropDT(**model_kwargs)
     check_parallelisable(probe)
@@ -357,22 +404,11 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
            "max_batches": max_batches, "timeout": timeout, "log_epochs": log_epochs, "bf16": bf16,
            "tune_malloc": tune_malloc}
     wall0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="nplib-parallel-") as out_dir:
-        ctx = mp.start_processes(_worker, args=(world_size, _free_port(), model_kwargs, train, cfg, out_dir),
-                                 nprocs=world_size, join=False, start_method="spawn")
-        deadline = time.monotonic() + timeout
-        try:
-            while not ctx.join(timeout=0.5):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"block-parallel training did not finish in {timeout:.0f} s")
-        finally:
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.terminate()
-                    p.join(5)
-        state = torch.load(Path(out_dir) / "model.pt", map_location="cpu", weights_only=True)
-        ranks = json.loads((Path(out_dir) / "ranks.json").read_text())
-        history = json.loads((Path(out_dir) / "history.json").read_text())
+    port = _free_port()
+    state, out = _spawn_and_collect(_worker, world_size,
+                                    lambda out_dir: (world_size, port, model_kwargs, train, cfg, out_dir), timeout,
+                                    "block-parallel training")
+    ranks, history = out["ranks"], out["history"]
     wall = time.perf_counter() - wall0
     probe.load_state_dict(state)
     probe.eval()

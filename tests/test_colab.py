@@ -43,8 +43,8 @@ EXTRA = ["torch", "torchvision", "nbclient"]
 
 #: Run inside the venv: execute one notebook in its folder with nbclient, like Run-All
 #: (cells tagged raises-exception may fail, any other error stops the run), write it back.
-RUNNER = """
-import sys, time, nbformat
+RUNNER = r"""
+import re, sys, time, nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 path = sys.argv[1]
@@ -55,7 +55,9 @@ try:
     NotebookClient(nb, timeout=int(sys.argv[2]), kernel_name="python3",
                    resources={"metadata": {"path": str(__import__("pathlib").Path(path).parent)}}).execute()
 except CellExecutionError as err:
-    status = "error: " + str(err)[-3000:]
+    # one line for the status; the whole traceback, colour codes removed, on stderr
+    status = f"error: {err.ename}: {' '.join(str(err.evalue).split())[:500]}"
+    sys.stderr.write(re.sub(r"\x1b\[[0-9;]*m", "", str(err)))
 nbformat.write(nb, path)
 print("NBRUN", status, round(time.time() - t0, 1))
 """
@@ -203,7 +205,9 @@ def run_notebook_alone(colab_env, name: str) -> dict:
     seconds = time.time() - t0
     site_after = _digest(sorted(p for sub in ("results", "checkpoints")
                                 for p in (colab_env["site"] / sub).rglob("*")))
-    status = next((line for line in r.stdout.splitlines() if line.startswith("NBRUN")), f"NBRUN crashed: {r.stderr[-3000:]}")
+    status = next((line for line in r.stdout.splitlines() if line.startswith("NBRUN")), "NBRUN crashed")
+    if not status.startswith("NBRUN ok"):  # the end of the traceback, where the cause is
+        status += "\n" + r.stderr[-4000:]
     result = {"status": status, "seconds": seconds, "folder": folder, "runs": runs, "home": home,
               "site_changed": sorted(set(site_before.items()) ^ set(site_after.items())),
               "repo_before": repo_before, "repo_after": repo_snapshot(),

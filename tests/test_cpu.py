@@ -1,10 +1,12 @@
 """nplib.cpu: the malloc tuning (same numbers, fewer page faults) and the side-by-side CPU benchmark."""
 import json
+import os
 import platform
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from nplib.cpu import CPU_OPTIONS, FAST_MALLOC_ENV, measure_cpu_options
 
@@ -49,3 +51,33 @@ def test_cpu_option_benchmark_reports_every_configuration():
     assert rows[1]["processes"] == 2 and rows[1]["seconds_per_epoch_60k"] == pytest.approx(60_000 / rows[1]["images_per_s"])
     with pytest.raises(ValueError):
         measure_cpu_options(steps=0)
+
+
+def test_usable_cpus_follows_the_affinity_mask_and_the_cgroup_quota(tmp_path, monkeypatch):
+    from nplib.cpu import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("200000 100000\n")          # 2 CPUs' worth of time per period
+    assert usable_cpus(str(quota)) == 2
+    quota.write_text("150000 100000\n")          # 1.5 CPUs: one thread per whole CPU
+    assert usable_cpus(str(quota)) == 1
+    quota.write_text("max 100000\n")             # no quota: the affinity mask decides
+    assert usable_cpus(str(quota)) == 64
+    assert usable_cpus(str(tmp_path / "missing")) == 64
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5, 7})
+    assert usable_cpus(str(quota)) == 3
+
+
+def test_fit_threads_lowers_but_never_raises_torch_threads(monkeypatch):
+    import nplib.cpu as cpu
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        monkeypatch.setattr(cpu, "usable_cpus", lambda: 2)
+        assert cpu.fit_threads_to_cpus() == (3, 2) and torch.get_num_threads() == 2
+        monkeypatch.setattr(cpu, "usable_cpus", lambda: 8)
+        assert cpu.fit_threads_to_cpus() == (2, 2) and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)

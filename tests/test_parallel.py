@@ -97,3 +97,14 @@ def test_block_parallel_equals_single_process(data):
     assert max_abs_difference(model, init) > 1e-3
     other, _ = train_single(KW, data, epochs=2, batch_size=64, seed=4, threads=1)
     assert not models_equal(model, other)[0]
+
+
+@pytest.mark.slow
+def test_fresh_process_reference_equals_the_in_process_one(data):
+    """train_single(fresh_process=True) trains in a spawned process: the same parameters, bit for bit."""
+    ref, _ = train_single(KW, data, epochs=1, batch_size=64, seed=6, threads=1)
+    fresh, seconds = train_single(KW, data, epochs=1, batch_size=64, seed=6, threads=1, fresh_process=True,
+                                  timeout=300)
+    assert seconds > 0 and models_equal(fresh, ref)[0]
+    with pytest.raises(ValueError):
+        train_single(KW, data, epochs=0, fresh_process=True)
