@@ -12,7 +12,13 @@ Flat modules, one idea each:
 * :mod:`nplib.evaluation` - classify_batch, per-step accuracy, ablations of the chain (notebook 04)
 * :mod:`nplib.continuous` - NoProp-CT (learned schedule) and NoProp-FM (notebook 05)
 * :mod:`nplib.parallel`   - block-parallel training, memory / speed measurements (notebook 06)
-* :mod:`nplib.timeseries` - ETT data, the NoProp forecasting autoencoder, baselines (notebook 07)
+* :mod:`nplib.ett`, :mod:`nplib.forecast_baselines`, :mod:`nplib.forecaster`, :mod:`nplib.forecast_intervals`,
+  :mod:`nplib.forecast_experiment` - ETT data protocol, baselines, the NoProp forecasting
+  autoencoder, prediction intervals, the experiment runner (notebook 07); :mod:`nplib.timeseries`
+  re-exports them all
+* :mod:`nplib.ablation`   - what the chain contributes: one ablation for every model (notebook 08)
+* :mod:`nplib.chain`      - signal shares, the equal-mass schedule, block 1 trained alone (notebook 08)
+* :mod:`nplib.cpu`        - CPU speed: malloc tuning, threads capped at the usable CPUs (README)
 * :mod:`nplib.plots`, :mod:`nplib.widgets` - figures and interactive explorers (notebooks 01-02)
 * :mod:`nplib.devices`    - the one rule for random draws on any device (CPU, CUDA)
 * :mod:`nplib.pretrained` - the shipped checkpoints: load by default, retrain on request (notebooks 04, 05, 07)
@@ -22,7 +28,7 @@ Flat modules, one idea each:
 * :mod:`nplib.reproduce`  - ``python -m nplib reproduce``: the paper's Tables 1-2 (README)
 * :mod:`nplib.notebook`   - the setup cell of every notebook
 * :mod:`nplib.student`    - student copies, notebook headers and badges
-* :mod:`nplib.cli`        - ``python -m nplib train|schedule|forecast|pretrained|bench|reproduce|student``
+* :mod:`nplib.cli`        - ``python -m nplib train|schedule|forecast|pretrained|bench|reproduce|student|ablation|...``
 """
 from .blocks import BlockConfig, DenoisingBlock, count_parameters
 from .data import data_root, load_dataset, load_train_test, smoke_mode
