@@ -56,13 +56,16 @@ def _test_set(dataset: str):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_checkpoint_reproduces_its_recorded_test_accuracy(name):
-    """Noise-free accuracy exactly; the stochastic mean within the recorded standard error."""
+    """Noise-free accuracy exactly, and the first stochastic run exactly (run r draws with seed
+    ``eval_seed + 1000 + r``, so one run checks the chain's noise without repeating all five); the
+    recorded mean is the mean of the recorded runs."""
     m = pretrained.manifest(name)
     rec = m["test_accuracy"]
     model = pretrained.build(name)
-    got = evaluate_runs(model, _test_set(m["build"]["dataset"]), runs=len(rec["runs"]), seed=rec["eval_seed"])
+    got = evaluate_runs(model, _test_set(m["build"]["dataset"]), runs=1, seed=rec["eval_seed"])
     assert got["noise_free"] == rec["noise_free"]
-    assert abs(got["mean"] - rec["mean"]) <= rec["se"], (got, rec)
+    assert got["runs"][0] == rec["runs"][0], (got, rec)
+    assert abs(sum(rec["runs"]) / len(rec["runs"]) - rec["mean"]) < 1e-12
 
 
 # ------------------------------------------------------------------ bad files give clear errors
