@@ -253,11 +253,13 @@ def train_block_alone(train, epochs: int, *, objective: str = "denoise", test=No
       :meth:`~nplib.models.NoPropDT.training_step` with ``blocks=[1], shared=False``. In the chain
       block 1 gets exactly these updates (no other block's loss reaches it), so this is block 1 of
       the chain trained on its own, with other random draws.
-    * ``objective="ce"``: the same CNN as a plain classifier, cross-entropy of ``logits_1(x, 0)``.
+    * ``objective="ce"``: the same CNN on the same inputs ``(x, z_0 ~ q(z_0 | y))`` as a plain
+      classifier: cross-entropy of ``logits_1`` instead of the denoising loss.
 
     Either way block 1 is read out as a classifier by :func:`block_alone_accuracy`. ``history``
     holds one row per epoch: ``epoch``, ``loss``, ``test_acc`` (when ``test`` is given), ``seconds``.
     """
+    from .diffusion import q_sample
     from .models import NoPropDT
     from .train import set_seed
 
@@ -292,8 +294,10 @@ def train_block_alone(train, epochs: int, *, objective: str = "denoise", test=No
                 loss = model.training_step(xb, yb, opt, blocks=[1], shared=False)["loss_blocks"]
             else:
                 opt["block1"].zero_grad(set_to_none=True)
-                z0 = torch.zeros(xb.shape[0], model.d, device=device)
-                # -log softmax(logits_1(x, 0))_y
+                # z_0 ~ q(z_0 | y): the input block 1 sees in training (a constant z would leave the label
+                # path's BatchNorm with zero variance, and its eval-mode statistics degenerate)
+                z0 = q_sample(model.embedding(yb), 0, model.schedule)
+                # -log softmax(logits_1(x, z_0))_y
                 ce = F.cross_entropy(model.blocks[0](xb, z0), yb)
                 ce.backward()
                 opt["block1"].step()
