@@ -514,7 +514,7 @@ def _cmd(args) -> int:
     out = {"command": " ".join(["python -m nplib"] + sys.argv[1:]),
            "config": {"noise": args.noise, "seed": args.seed, "points": args.points, "smoke": smoke_mode(),
                       "device": device, "definitions": ROW_LABELS},
-           "hardware": hardware_info(), "results": {}}
+           "hardware": {**hardware_info(), **({"note": args.note} if args.note else {})}, "results": {}}
     for name in args.checkpoint:
         t0 = time.perf_counter()
         model, test, info = load_model(name, args.report, args.dataset, device)
@@ -547,6 +547,7 @@ def add_parser(subparsers):
     p.add_argument("--out", default=None, help="write the results as JSON")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--note", default="", help="a note stored with the hardware (for example: a shared, busy CPU)")
     p.set_defaults(func=_cmd)
     return p
 
