@@ -1061,21 +1061,23 @@ def chain_curves(results: dict) -> dict:
 
 
 def fig_chain_blocks(out: Path, results: dict) -> None:
-    """Per-block accuracy along the chain (each block read out alone on the chain's latent), noise-free."""
+    """Per-block accuracy along the chain minus the whole chain's (each block read out alone on the chain's latent)."""
     curves = chain_curves(results)
-    fig, ax = plt.subplots(figsize=(4.4, 1.9))
+    fig, ax = plt.subplots(figsize=(2.9, 1.55))
     colors = [C_MAIN, C_ACC, C_GOLD, C_GREEN]
     for (label, r), c in zip(curves.items(), colors):
         blocks = r["blocks"]
-        ax.plot([b["block"] for b in blocks], [100 * b["accuracy"] for b in blocks], "o-", ms=3, color=c, label=label)
-        ax.axhline(100 * r["rows"]["chain"], color=c, ls="--", lw=0.7)
+        # block t alone - the chain, in points
+        ax.plot([b["block"] for b in blocks], [100 * (b["accuracy"] - r["rows"]["chain"]) for b in blocks],
+                "o-", ms=3, color=c, label=label)
+    ax.axhline(0, color=C_GREY, ls="--", lw=0.7)
     if not curves:
         ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes, color=C_GREY)
-    ax.set_xlabel("block $t$, read out alone on the chain's $z_{t-1}$")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlabel("block $t$ (alone, on the chain's $z_{t-1}$)")
+    ax.set_ylabel("minus the chain (points)")
     ax.set_xticks(range(1, 11))
     if curves:
-        ax.legend(loc="lower right", frameon=False, ncol=2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     savefig(fig, out / "chain_blocks.pdf")
 
 
