@@ -23,7 +23,7 @@
 # **Prerequisites.** Notebooks 02 (schedules, SNR, loss weights), 03 (one block and its loss), 04
 # (NoProp-DT on MNIST and its ablation) and 07 (the forecaster).
 #
-# **Run time.** Full mode on a 2-core CPU: under half a minute (21 s for the committed run, on a
+# **Run time.** Full mode on a 2-core CPU: under half a minute (about 20 s for the committed run, on a
 # machine shared with other jobs; the wall time of this run is printed at the end), because the
 # three FashionMNIST models load the course's shipped checkpoints and the ablations run on a random
 # subset of 2000 test images (the full-test-set numbers ship in `nplib/results/`). Retraining the
