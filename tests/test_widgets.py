@@ -58,17 +58,17 @@ def execute_widget_notebook(workdir: Path, python: str | None = None) -> dict:
     path = workdir / "widgets.ipynb"
     nbformat.write(nb, path)
     if python is None:
-        from nbclient import NotebookClient
+        from sliced_nbclient import Client  # no 300 s stalls on widget cells (see that module)
 
-        NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
+        Client(nb, timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
         return widget_outputs_report(nb)
     import subprocess
 
-    code = ("import nbformat, sys; from nbclient import NotebookClient; p = sys.argv[1]; "
-            "nb = nbformat.read(p, 4); NotebookClient(nb, timeout=300, resources={'metadata': {'path': "
+    code = ("import nbformat, sys; sys.path.insert(0, sys.argv[2]); from sliced_nbclient import Client; "
+            "p = sys.argv[1]; nb = nbformat.read(p, 4); Client(nb, timeout=300, resources={'metadata': {'path': "
             "str(__import__('pathlib').Path(p).parent)}}).execute(); nbformat.write(nb, p)")
-    subprocess.run([python, "-c", code, str(path)], check=True, cwd=workdir, timeout=600, stdin=subprocess.DEVNULL,
-                   env={**os.environ, "MPLBACKEND": ""})
+    subprocess.run([python, "-c", code, str(path), str(ROOT / "tests")], check=True, cwd=workdir, timeout=600,
+                   stdin=subprocess.DEVNULL, env={**os.environ, "MPLBACKEND": ""})
     return widget_outputs_report(nbformat.read(path, 4))
 
 
