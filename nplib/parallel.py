@@ -334,7 +334,25 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
             (Path(out_dir) / "history.json").write_text(json.dumps(history))
         dist.barrier()
     finally:
+        _leave_in_order(dist, rank, world_size, Path(out_dir))
+
+
+def _leave_in_order(dist, rank: int, world_size: int, out_dir: Path, wait: float = 60.0) -> None:
+    """Destroy the process group, rank 0 last: it hosts the TCP store that the others talk to.
+
+    When rank 0 leaves first, another rank can still be using the store in a background thread and
+    abort at exit ("terminate called without an active exception", SIGABRT; seen about once in
+    eight runs). Each other rank leaves and drops a marker file; rank 0 waits for all markers (at
+    most ``wait`` seconds) before it leaves.
+    """
+    if rank != 0:
         dist.destroy_process_group()
+        (out_dir / f"left_{rank}").touch()
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not all((out_dir / f"left_{r}").exists() for r in range(1, world_size)):
+        time.sleep(0.02)
+    dist.destroy_process_group()
 
 
 def _spawn_and_collect(fn, nprocs: int, make_args, timeout: float, what: str):
