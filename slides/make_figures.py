@@ -509,8 +509,13 @@ def results_table(results: dict[str, dict]) -> tuple[str, list[str]]:
                      rf"{d['noise_free'] or '--'} & {mins} & {tex_escape(d['device'])} \\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     if others:
-        lines.append(r"\par\smallskip{\scriptsize Other result files (not accuracies): "
-                     + ", ".join(rf"\texttt{{{tex_escape(n)}}}" for n in others) + ".}")
+        # grouped by the name's first word (ablation_*, bench_*, ...), so the line stays one or two lines long
+        groups: dict[str, list[str]] = {}
+        for n in others:
+            groups.setdefault(n.split("_")[0] if "_" in n else n, []).append(n)
+        names = [rf"\texttt{{{tex_escape(ns[0] if len(ns) == 1 else g + '_*.json')}}}"
+                 + ("" if len(ns) == 1 else f" ({len(ns)})") for g, ns in groups.items()]
+        lines.append(r"\par\smallskip{\scriptsize Other result files (not accuracies): " + ", ".join(names) + ".}")
     return "\n".join(lines), others
 
 
