@@ -83,6 +83,9 @@ def run(args) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(f"total wall time {wall / 60:.1f} min; wrote {path}")
+    # what the numbers above are: the chain's first block alone forecasts as well as the whole chain
+    print("note: one block does this forecasting, not the chain (block 1 alone, z_0 = 0, matches the chain's "
+          "MSE): python -m nplib ablation --checkpoint nb07_forecaster; notebook 08, section 5")
     return 0
 
 

@@ -283,6 +283,7 @@ def test_forecast_command_quick(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "DLinear-style" in text and "NoProp AE" in text
+    assert "one block does this forecasting" in text   # what the table's NoProp rows are (issue 15)
     res = json.loads(out.read_text())
     r = res["results"][0]
     assert r["horizon"] == 96 and r["lookback"] == 96 and r["mode"] == "univariate" and r["smoke"]
