@@ -58,7 +58,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -503,6 +502,7 @@ def load_model(checkpoint: str, report: str | None = None, dataset: str | None =
 
 def _cmd(args) -> int:
     from .data import smoke_mode
+    from .reference import write_result
     from .train import hardware_info
 
     if args.threads:
@@ -526,10 +526,7 @@ def _cmd(args) -> int:
             runs.append(r)
         out["results"][name] = {"info": info, "ablation": runs, "seconds": time.perf_counter() - t0}
     if args.out:
-        p = Path(args.out)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(out, indent=1) + "\n")
-        print(f"wrote {p}")
+        write_result(args.out, out)
     return 0
 
 

@@ -52,6 +52,7 @@ from statistics import NormalDist
 import torch
 import torch.nn.functional as F
 
+from .reference import write_result
 from .schedules import DTSchedule, make_schedule
 
 __all__ = ["EDM_P_MEAN", "EDM_P_STD", "signal_shares", "sigma_from_alpha_bar", "alpha_bar_from_sigma",
@@ -466,10 +467,7 @@ def _cmd(args) -> int:
         out["results"][objective] = {"test_accuracy": hist[-1]["test_acc"], "history": hist,
                                      "train_seconds": time.perf_counter() - t0}
     if args.out:
-        p = Path(args.out)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(out, indent=1) + "\n")
-        print(f"wrote {p}")
+        write_result(args.out, out)
     return 0
 
 
@@ -500,8 +498,7 @@ def _cmd_remedy(args) -> int:
               f"gain {100 * a['chain_minus_first_block']:+5.2f}  decided at 1 {100 * a['decided_fraction'][0]:5.1f} %  "
               f"stochastic {100 * r['test_accuracy']['mean']:.2f} %  {r['train_seconds'] / 60:.1f} min")
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        write_result(args.out, out)
     return 0
 
 

@@ -208,10 +208,9 @@ def _main(argv=None) -> int:
     """``python -m nplib.cpu --out FILE``: the side-by-side table of :func:`measure_cpu_options`."""
     import argparse
     import datetime
-    import json
     import sys
-    from pathlib import Path
 
+    from .reference import write_result
     from .train import hardware_info
 
     p = argparse.ArgumentParser(prog="python -m nplib.cpu", description=measure_cpu_options.__doc__)
@@ -231,10 +230,7 @@ def _main(argv=None) -> int:
               "hardware": hardware_info(), "block": args.block, "T": 10, "batch_size": 128,
               "load_average_1_5_15_at_start": load0, "load_average_1_5_15_at_end": os.getloadavg(),
               "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result, indent=2, end="")
     return 0
 
 

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -406,8 +405,8 @@ def _main(argv=None) -> int:
     import json
     import os
     import sys
-    from pathlib import Path
 
+    from .reference import write_result
     from .train import hardware_info
 
     p = argparse.ArgumentParser(prog="python -m nplib.fast", description=measure_throughput_side_by_side.__doc__)
@@ -438,10 +437,7 @@ def _main(argv=None) -> int:
               "hardware": hardware_info(), "device": str(device), "niceness": os.nice(0),
               "load_average_1_5_15_at_start": load_start, "load_average_1_5_15_at_end": load,
               "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result, indent=2, end="")
     return 0
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["RESULTS_DIR", "result_path", "load_result", "result_names"]
+__all__ = ["RESULTS_DIR", "result_path", "load_result", "result_names", "write_result"]
 
 #: The folder of the shipped result files.
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -46,3 +46,16 @@ def load_result(name: str) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"result file {path} is not valid JSON ({err}); reinstall nplib") from None
+
+
+def write_result(path, result: dict, indent: int = 1, end: str = "\n") -> Path:
+    """Write a command's result file (``--out``): make its folder, write ``result`` as JSON, say where.
+
+    Used by ``python -m nplib ablation``, ``block-alone``, ``chain-remedy``, ``python -m nplib.cpu`` and
+    ``python -m nplib.fast``. A shipped file is refreshed by copying such a file into ``nplib/results/``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=indent) + end)
+    print(f"wrote {path}")
+    return path

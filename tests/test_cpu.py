@@ -81,3 +81,12 @@ def test_fit_threads_lowers_but_never_raises_torch_threads(monkeypatch):
         assert cpu.fit_threads_to_cpus() == (2, 2) and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(old)
+
+
+def test_write_result_makes_the_folder_and_writes_the_json_as_asked(tmp_path, capsys):
+    from nplib.reference import write_result
+
+    path = write_result(tmp_path / "a" / "b.json", {"x": [1, 2]})
+    assert path.read_text() == '{\n "x": [\n  1,\n  2\n ]\n}\n' and f"wrote {path}" in capsys.readouterr().out
+    path = write_result(tmp_path / "c.json", {"x": 1}, indent=2, end="")
+    assert path.read_text() == '{\n  "x": 1\n}'
