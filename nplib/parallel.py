@@ -335,14 +335,20 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
         dist.barrier()
     finally:
         _leave_in_order(dist, rank, world_size, Path(out_dir))
+    # Everything is written and the group is left: end the process here. At interpreter shutdown a
+    # torch.distributed background thread can still be joinable, and C++ then aborts the process
+    # ("terminate called without an active exception", SIGABRT), about once in eight runs even with
+    # rank 0 leaving last; os._exit skips that teardown. Not reached when training raised.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _leave_in_order(dist, rank: int, world_size: int, out_dir: Path, wait: float = 60.0) -> None:
     """Destroy the process group, rank 0 last: it hosts the TCP store that the others talk to.
 
     When rank 0 leaves first, another rank can still be using the store in a background thread and
-    abort at exit ("terminate called without an active exception", SIGABRT; seen about once in
-    eight runs). Each other rank leaves and drops a marker file; rank 0 waits for all markers (at
+    fail at exit. Each other rank leaves and drops a marker file; rank 0 waits for all markers (at
     most ``wait`` seconds) before it leaves.
     """
     if rank != 0:
