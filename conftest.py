@@ -20,8 +20,15 @@ except ImportError:
     pass
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the slow tier (what CI runs): the Colab-like venv, notebook runs, the slide "
+                          "build, the shipped checkpoints' evaluations, multi-process training")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
+    config.addinivalue_line("markers", "slow: the slow tier, run by CI and by `pytest --slow`")
     if getattr(config.option, "nbval", False):
         _configure_strict_nbval(config)
 
@@ -41,3 +48,15 @@ def _configure_strict_nbval(config):
         config.option.nbval_current_env = True
     if config.option.nbval_sanitize_with is None:
         config.option.nbval_sanitize_with = str(Path(__file__).resolve().parent / "notebooks" / "nbval_sanitize.cfg")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A plain ``pytest`` is the quick tier (minutes on 2 cores); ``pytest --slow`` runs everything."""
+    if config.getoption("--slow"):
+        return
+    import pytest
+
+    skip = pytest.mark.skip(reason="slow tier: run with `pytest --slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -19,9 +19,7 @@
 # **Prerequisites.** Gaussians (mean, variance, sums of independent Gaussians), least squares,
 # PyTorch tensors. No diffusion-model background is needed.
 #
-# **Run time.** A full run took 12 s on a 2-core CPU (2 torch threads; the hardware is printed by
-# the setup cell). Nothing here is trained, so there is no checkpoint to load; quick mode
-# (`NPLIB_SMOKE=1`) uses fewer images and Monte-Carlo samples.
+# **Run time:** under a minute on a 2-core CPU; nothing is trained.
 
 # %% [markdown]
 # ## 0. Setup

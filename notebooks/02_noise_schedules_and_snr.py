@@ -19,9 +19,7 @@
 #
 # **Prerequisites.** Notebook 01 (the marginal $q(z_t\mid y)$ and the direction of time).
 #
-# **Run time.** A full run took 6 s on a 2-core CPU (2 torch threads), mostly start-up and
-# plotting; there is no training here (and no checkpoint), so quick mode (`NPLIB_SMOKE=1`) runs the
-# same cells with fewer Monte-Carlo samples.
+# **Run time:** under a minute on a 2-core CPU; nothing is trained.
 
 # %% [markdown]
 # ## 0. Setup

@@ -23,14 +23,8 @@
 # **Prerequisites.** Notebooks 03 (one denoising block) and 04 (NoProp-DT on MNIST, the backprop
 # baseline).
 #
-# **Run time.** Every number below comes either from the live cells (small versions, run here) or
-# from the benchmark results shipped with the course package (`nplib/results/bench_*.json`, read
-# through `nplib.reference`, so this notebook works opened alone, on Colab or from an installed
-# wheel); their command, configuration and hardware are printed next to each plot. A full run of
-# this notebook took 27 s on a 2-core CPU (2 torch threads; it trains nothing for long, so it needs no
-# checkpoint); quick mode (`NPLIB_SMOKE=1`)
-# well under a minute. Rerunning the benchmarks themselves (`python -m nplib bench ...`) takes about
-# 10 minutes: see `benchmarks/README.md`.
+# **Run time:** under a minute on a 2-core CPU; the long benchmarks ship as results
+# (`python -m nplib bench ...` reruns them: about 10 minutes, `benchmarks/README.md`).
 
 # %% [markdown]
 # ## 0. Setup

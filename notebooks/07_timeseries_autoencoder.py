@@ -23,15 +23,8 @@
 #
 # **Prerequisites.** Notebooks 01-04 (the schedule, $q(z_t \mid y)$, the posterior step, NoProp-DT).
 #
-# **Run time.** The NoProp forecaster of sections 3 and 5 ships as a trained checkpoint
-# (`nb07_forecaster`, 2.8 MB), and section 4 shows the seven other (horizon, mode) settings from the
-# reference run that ships with the package; only the two small baselines of section 3 train here.
-# A full run then took 29 s on a 2-core CPU (2 torch threads, a machine to itself; the wall time of
-# this run is printed at the end of section 5). Retraining everything (`NPLIB_RETRAIN=1`: the
-# forecaster and all 8 settings, 3 models each) takes about 9 minutes: the last full execution that
-# trained everything printed 8.8 min (2-core CPU, 2 torch threads; the per-setting times are the
-# `seconds` of `nplib/results/forecast_notebook07_ETTh1_L336.json`). Quick mode (`NPLIB_SMOKE=1`)
-# trains small versions of the forecaster and of one of the 7 other settings.
+# **Run time:** under a minute on a 2-core CPU with the shipped forecaster (`NPLIB_RETRAIN=1`
+# retrains everything: about 9 minutes more).
 
 # %% [markdown]
 # ## 0. Setup

@@ -23,13 +23,8 @@
 # **Prerequisites.** Notebooks 02 (schedules, SNR, loss weights), 03 (one block and its loss), 04
 # (NoProp-DT on MNIST and its ablation) and 07 (the forecaster).
 #
-# **Run time.** Full mode on a 2-core CPU: under half a minute (about 20 s for the committed run, on a
-# machine shared with other jobs; the wall time of this run is printed at the end), because the
-# three FashionMNIST models load the course's shipped checkpoints and the ablations run on a random
-# subset of 2000 test images (the full-test-set numbers ship in `nplib/results/`). Retraining the
-# three models (`NPLIB_RETRAIN=1`) takes over an hour on the same CPU (their training times,
-# measured on a busy machine, are printed in section 4). Quick mode (`NPLIB_SMOKE=1`: 2000 training
-# and 500 test images, one epoch, trained instead of loaded) takes about 20 s.
+# **Run time:** under a minute on a 2-core CPU with the shipped checkpoints (`NPLIB_RETRAIN=1`
+# retrains them: over an hour more).
 
 # %% [markdown]
 # ## 0. Setup
@@ -54,7 +49,7 @@ from nplib import chain, pretrained, reference
 from nplib.ablation import ablate, format_table
 from nplib.data import load_train_test
 from nplib.models import NoPropDT
-from nplib.notebook import setup
+from nplib.notebook import check_near, setup
 from nplib.schedules import make_schedule
 from nplib.train import fit
 
@@ -274,6 +269,8 @@ print(f"[{ALONE['command']}]")
 # lone block), then block 1 of each read out alone on the test subset of section 2.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# (two trainings in this cell: their digits differ from CPU to CPU; the checks below test what the text reads)
 N_LIVE = 5000 if not SMOKE else 1000
 small_train = train.subset(N_LIVE, seed=1) if len(train) > N_LIVE else train
 small_chain = build(10, "cosine")
@@ -281,11 +278,16 @@ fit(small_chain, small_train, None, epochs=1, seed=0, progress=False, device=DEV
     train_eval_size=None, eval_train=False)
 alone, alone_hist = chain.train_block_alone(small_train, 1, objective="denoise", seed=0, device=DEVICE)
 print(f"one epoch on {len(small_train)} training images, read out on {len(sub)} test images:")
-print(f"  block 1 of a ten-block chain:              {100 * chain.block_alone_accuracy(small_chain, sub):.2f} %")
-print(f"  the same block trained alone on its loss:  {100 * chain.block_alone_accuracy(alone, sub):.2f} %")
+acc_in_chain, acc_alone = chain.block_alone_accuracy(small_chain, sub), chain.block_alone_accuracy(alone, sub)
+print(f"  block 1 of a ten-block chain:              {100 * acc_in_chain:.2f} %")
+print(f"  the same block trained alone on its loss:  {100 * acc_alone:.2f} %")
+if not SMOKE:   # the reference run: 75.50 % and 75.30 % (75.25-75.50 % on the two CPUs and two thread counts tried)
+    check_near("block 1 of the chain", acc_in_chain, reference=0.754, tolerance=0.03)
+    assert abs(acc_in_chain - acc_alone) < 0.02, "block 1 learns the same whether or not nine blocks follow it"
 
 # %% [markdown]
-# The two agree within a few tenths of a point (75.50 % and 75.30 % in the committed run): nine more
+# The two agree within a few tenths of a point (about 75 % each; the digits of a training differ from
+# CPU to CPU, so the cell checks the agreement rather than printing a fixed number): nine more
 # blocks behind block 1 do not change what block 1 learns, because no other block's loss reaches it.
 
 # %% [markdown]

@@ -274,7 +274,7 @@ def _register_optional_commands() -> None:
     """Subcommands that live in their own modules (for example ``forecast``)."""
     import importlib
 
-    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce", "ablation", "chain"):
+    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce", "ablation", "chain", "init_probe"):
         try:
             m = importlib.import_module(f"nplib.{mod}")
         except ModuleNotFoundError as err:

@@ -13,7 +13,7 @@ import torch
 from .data import data_root, smoke_mode
 from .train import hardware_info, set_seed
 
-__all__ = ["Setup", "setup", "runs_dir", "shown_path", "REPO_URL", "COLAB_EXTRA", "colab_install_hint"]
+__all__ = ["Setup", "setup", "runs_dir", "shown_path", "REPO_URL", "COLAB_EXTRA", "colab_install_hint", "check_near"]
 
 #: Where the course lives: the ONE place that names the repository. The Colab badges and the Colab
 #: install cell of every notebook are written from it (see README.md, "Colab"); change it here.
@@ -105,3 +105,20 @@ def setup(seed: int = 0, device: str | None = None) -> Setup:
     s.runs.mkdir(parents=True, exist_ok=True)
     print(s)
     return s
+
+
+def check_near(name: str, value: float, reference: float, tolerance: float) -> None:
+    """Assert that a number from a training inside a notebook is near the course's reference run.
+
+    Introduced in notebooks/03_one_denoising_block, section 3.
+
+    A training's digits depend on the machine: another CPU (or another thread count, or a GPU) sums
+    floating-point numbers in another order, and after a few hundred optimiser steps the last digits,
+    sometimes the second, differ. Such a cell checks its number against ``reference`` (the committed
+    run) within ``tolerance`` (the spread measured over seeds and thread counts) instead of comparing
+    printed digits; a value outside that band means something is wrong, not that the CPU differs.
+    """
+    if not abs(value - reference) <= tolerance:
+        raise AssertionError(f"{name} = {value:.4g}, but the course's reference run gives {reference:.4g} "
+                             f"and runs on other machines, seeds and thread counts stay within +-{tolerance:.2g}: "
+                             f"something other than the machine changed the result")

@@ -644,6 +644,56 @@ def measure_training_memory(kind: str, block="paper", batch_size: int = 128, ste
     return out
 
 
+def saved_activation_peak(kind: str, block="small", batch_size: int = 32, T: int = 10, seed: int = 0,
+                          image_shape=(1, 28, 28), num_classes: int = 10) -> dict:
+    """The most bytes that autograd keeps for backward at one moment, over one training step.
+
+    Introduced in notebooks/06_backprop_vs_noprop, section 2.
+
+    Every tensor that autograd saves for the backward pass goes through a pack hook
+    (``torch.autograd.graph.saved_tensors_hooks``), which adds its bytes to a running total; the
+    total drops again when the graph that holds it is freed. The peak of that total is the
+    activation memory of the step. It depends only on the shapes, not on the CPU, the allocator or
+    the thread count, so it is a property that tests can assert: NoProp-DT frees block t's graph
+    before block t+1 starts, so its peak is that of ONE block, while backprop keeps all T blocks'
+    activations until its one backward pass. Returns ``{"peak_bytes", "total_bytes", ...}``.
+    """
+    import weakref
+
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
+    set_seed(seed)
+    model = build_model(kind, image_shape=tuple(image_shape), num_classes=num_classes, T=T, block=block)
+    model.train()
+    optimizers = model.configure_optimizers()
+    data = synthetic_data(batch_size, tuple(image_shape), num_classes, seed)
+    live = {"now": 0, "peak": 0, "total": 0}
+
+    class _Held:
+        __slots__ = ("tensor", "__weakref__")
+
+        def __init__(self, tensor):
+            self.tensor = tensor
+
+    def _release(nbytes):
+        live["now"] -= nbytes
+
+    def pack(tensor):
+        nbytes = tensor.numel() * tensor.element_size()
+        live["now"] += nbytes
+        live["total"] += nbytes
+        live["peak"] = max(live["peak"], live["now"])
+        held = _Held(tensor)
+        weakref.finalize(held, _release, nbytes)
+        return held
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda held: held.tensor):
+        model.training_step(data.x, data.y, optimizers)
+    return {"kind": kind, "block": str(block), "T": T, "batch_size": batch_size,
+            "peak_bytes": live["peak"], "total_bytes": live["total"],
+            "method": "bytes saved for backward (autograd saved-tensor hooks), peak over one training step"}
+
+
 if __name__ == "__main__":  # the child process of measure_training_memory
     if len(sys.argv) == 3 and sys.argv[1] == "memory-child":
         print(json.dumps(_memory_child(json.loads(sys.argv[2]))))

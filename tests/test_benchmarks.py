@@ -9,7 +9,7 @@ import torch
 
 from nplib import bench, reference
 from nplib.cli import main as cli_main
-from nplib.parallel import _rss_kib, measure_inference_latency, measure_throughput, measure_training_memory
+from nplib.parallel import measure_inference_latency, measure_throughput, measure_training_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,20 +28,27 @@ def _load(tmp_path, name):
     return data
 
 
-def test_peak_rss_follows_a_known_allocation():
-    """The CPU method (reset VmHWM, allocate, read VmHWM) sees a 64 MiB tensor."""
-    rss, hwm = _rss_kib()
-    if rss is None:
-        pytest.skip("no /proc/self/status")
-    try:
-        open("/proc/self/clear_refs", "w").write("5")
-    except OSError:
-        pytest.skip("cannot reset the peak resident size here")
-    rss0, _ = _rss_kib()
-    x = torch.ones(16 * 2**20)  # 64 MiB, touched
-    del x
-    _, hwm1 = _rss_kib()
-    assert 56 * 1024 < hwm1 - rss0 < 96 * 1024
+def test_noprop_keeps_one_blocks_activations_and_backprop_all_of_them():
+    """Bytes saved for backward (saved-tensor hooks): a property of the shapes, the same on every CPU.
+
+    NoProp-DT frees block t's graph before block t+1, so its peak is about one block's; backprop
+    keeps all T blocks until its one backward pass. Both save about the same bytes in total.
+    """
+    from nplib.parallel import saved_activation_peak
+
+    T = 4
+    dt = saved_activation_peak("noprop", "small", batch_size=8, T=T)
+    bp = saved_activation_peak("backprop", "small", batch_size=8, T=T)
+    again = saved_activation_peak("noprop", "small", batch_size=8, T=T, seed=1)
+    assert dt["peak_bytes"] == again["peak_bytes"] > 0            # shapes only: not the seed, not the CPU
+    assert dt["total_bytes"] > (T - 1) * dt["peak_bytes"]         # T graphs, each freed before the next
+    assert bp["peak_bytes"] > (T - 1) * dt["peak_bytes"]          # one graph through all T blocks
+    assert bp["peak_bytes"] == pytest.approx(bp["total_bytes"], rel=0.01)
+    twice = saved_activation_peak("noprop", "small", batch_size=16, T=T)
+    # activations grow with the batch; the saved weights (for the backward of each layer) do not
+    assert dt["peak_bytes"] < twice["peak_bytes"] < 2 * dt["peak_bytes"]
+    with pytest.raises(ValueError):
+        saved_activation_peak("forward-forward")
 
 
 def test_throughput_and_latency_measurements():
@@ -55,6 +62,7 @@ def test_throughput_and_latency_measurements():
         measure_training_memory("noprop", allocator="jemalloc")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["throughput", "inference", "memory"])
 def test_benchmark_quick_writes_its_json(quick_dir, name):
     out = bench.main([name, "--quick", "--device", "cpu", "--out", str(quick_dir / f"bench_{name}.json")])
@@ -91,6 +99,7 @@ def test_bench_cli_refuses_bad_input(capsys):
         bench.load_bench("memory", root=Path("/nonexistent"))
 
 
+@pytest.mark.slow
 def test_benchmarks_run_as_python_m_nplib_bench(tmp_path):
     """The installed entry point (a fresh interpreter, as a user types it)."""
     r = subprocess.run([sys.executable, "-m", "nplib", "bench", "report", "--dir", str(tmp_path)],

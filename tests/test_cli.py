@@ -57,6 +57,7 @@ def test_train_unknown_dataset_and_missing_data(tmp_path):
     assert r.returncode == 2 and "cifar-10-batches-py" in r.stderr and "NPLIB_DATA" in r.stderr
 
 
+@pytest.mark.slow
 def test_train_fast_path_gives_the_loops_numbers_and_skips_the_train_accuracy(tmp_path):
     # the same quick-mode run with the per-block loop and with --fast: the losses and the accuracies
     # must agree (float32 rounding only), and --train-eval-size 0 leaves train_acc unmeasured
@@ -74,6 +75,7 @@ def test_train_fast_path_gives_the_loops_numbers_and_skips_the_train_accuracy(tm
     assert loop["train_acc"] != loop["train_acc"]                          # NaN: not measured
 
 
+@pytest.mark.slow
 def test_train_fast_refuses_what_it_cannot_train(tmp_path):
     out = str(tmp_path / "x.json")
     r = run("train", "--variant", "backprop", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
@@ -84,6 +86,7 @@ def test_train_fast_refuses_what_it_cannot_train(tmp_path):
     assert r.returncode == 2 and "--train-eval-size" in r.stderr
 
 
+@pytest.mark.slow
 def test_train_parallel_equals_one_process_with_the_same_threads(tmp_path):
     # --parallel 2 --threads 2: two processes x 1 thread. The same seed in one process with 1 thread
     # must give the same per-epoch loss (the ranks' losses summed as fit() averages them) and the same
@@ -105,6 +108,7 @@ def test_train_parallel_equals_one_process_with_the_same_threads(tmp_path):
     assert par["parallel"]["world_size"] == 2 and len(par["history"]) == 1
 
 
+@pytest.mark.slow
 def test_train_parallel_refuses_what_it_cannot_split(tmp_path):
     out = str(tmp_path / "x.json")
     r = run("train", "--variant", "backprop", "--parallel", "2", "--out", out, env={"NPLIB_SMOKE": "1"})

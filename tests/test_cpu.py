@@ -1,4 +1,8 @@
-"""nplib.cpu: the malloc tuning (same numbers, fewer page faults) and the side-by-side CPU benchmark."""
+"""nplib.cpu: the malloc tuning (the same numbers) and the side-by-side CPU benchmark.
+
+How much faster the tuning makes a step is a measurement, not a property: `python -m nplib bench` and
+nplib.cpu.measure_cpu_options report it; no test here asserts a time or a page-fault count.
+"""
 import json
 import os
 import platform
@@ -12,7 +16,7 @@ from nplib.cpu import CPU_OPTIONS, FAST_MALLOC_ENV, measure_cpu_options
 
 
 CHILD = r"""
-import json, resource, sys, torch
+import json, sys, torch
 if sys.argv[1] == "tuned":
     from nplib.cpu import tune_malloc
     assert tune_malloc(export=False)
@@ -24,15 +28,15 @@ o = m.configure_optimizers()
 g = torch.Generator().manual_seed(0)
 x = torch.randn(64, 1, 28, 28, generator=g); y = torch.randint(0, 10, (64,), generator=g)
 m.training_step(x, y, o)
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 losses = [m.training_step(x, y, o)["loss"] for _ in range(5)]
-print(json.dumps({"losses": losses, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0}))
+print(json.dumps({"losses": losses}))
 """
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or "glibc" not in " ".join(platform.libc_ver()).lower(),
                     reason="mallopt is glibc's")
-def test_tuned_malloc_gives_the_same_losses_with_far_fewer_page_faults():
+@pytest.mark.slow
+def test_tuned_malloc_gives_bit_identical_losses():
     runs = {}
     for mode in ("default", "tuned"):
         env = {k: v for k, v in __import__("os").environ.items() if k not in FAST_MALLOC_ENV}
@@ -40,11 +44,9 @@ def test_tuned_malloc_gives_the_same_losses_with_far_fewer_page_faults():
         assert r.returncode == 0, r.stderr
         runs[mode] = json.loads(r.stdout.strip().splitlines()[-1])
     assert runs["tuned"]["losses"] == runs["default"]["losses"]          # bit for bit: only memory reuse changes
-    # the pages are reused, not faulted in: far fewer faults than glibc's defaults, or (when glibc's own dynamic
-    # mmap threshold already adapted in the default run: seen once, 2 faults) a few hundred at most for 5 steps
-    assert runs["tuned"]["faults"] * 3 < runs["default"]["faults"] or runs["tuned"]["faults"] < 1000, runs
 
 
+@pytest.mark.slow
 def test_cpu_option_benchmark_reports_every_configuration():
     options = {k: v for k, v in CPU_OPTIONS.items() if "bf16" in k or "block-parallel" in k}
     rows = measure_cpu_options(T=2, batch_size=16, steps=1, warmup=1, rounds=1, options=options)

@@ -83,6 +83,7 @@ def test_checkpoint_sizes_fit_the_budget():
 
 
 # ------------------------------------------------------------------------------------ reproduction
+@pytest.mark.slow
 def test_checkpoint_reproduces_recorded_deterministic_test_mse(shipped, ett_test_data):
     model, m, _ = shipped
     data = ett_test_data
@@ -93,6 +94,7 @@ def test_checkpoint_reproduces_recorded_deterministic_test_mse(shipped, ett_test
     assert _close(got["mae"], want["mae"]), (got, want)
 
 
+@pytest.mark.slow
 def test_checkpoint_reproduces_recorded_stochastic_test_mse_with_its_seed(shipped, ett_test_data):
     model, m, _ = shipped
     st = m["test_metric"]["stochastic"]
@@ -104,6 +106,7 @@ def test_checkpoint_reproduces_recorded_stochastic_test_mse_with_its_seed(shippe
     assert abs(got["mse"] - st["mse_mean"]) <= 3 * st["mse_se"] * np.sqrt(len(st["runs"]))
 
 
+@pytest.mark.slow
 def test_other_seed_gives_another_stochastic_value_within_the_recorded_spread(shipped, ett_test_data):
     """The seed matters (the test above is not vacuous), and the spread the manifest records is real."""
     model, m, _ = shipped
@@ -185,6 +188,7 @@ def _write_ett_csv(path, rows=14_400 + 24, seed=0):
             f.write(str(d).replace("T", " ") + ":00:00," + ",".join(f"{x:.6f}" for x in v) + "\n")
 
 
+@pytest.mark.slow
 def test_forecast_command_saves_a_checkpoint_that_reproduces_its_recorded_metrics(tmp_path, monkeypatch, capsys):
     from nplib.cli import main
 

@@ -111,8 +111,10 @@ def test_fresh_process_reference_equals_the_in_process_one(data):
 
 
 def test_rank_zero_leaves_the_process_group_last(tmp_path):
-    """Rank 0 hosts the TCP store: the other ranks leave first and say so; rank 0 waits for them."""
-    import time
+    """Rank 0 hosts the TCP store: the other ranks leave first and say so; rank 0 leaves after them.
+
+    The order is the property (what each destroy call saw on disk); no wall-clock window is asserted.
+    """
     from types import SimpleNamespace
 
     from nplib.parallel import _leave_in_order
@@ -120,14 +122,12 @@ def test_rank_zero_leaves_the_process_group_last(tmp_path):
     calls = []
     fake = SimpleNamespace(destroy_process_group=lambda: calls.append(("destroy", sorted(
         p.name for p in tmp_path.iterdir()))))
-    t0 = time.monotonic()
-    _leave_in_order(fake, 0, 3, tmp_path, wait=0.3)       # nobody has left: rank 0 waits, then leaves
-    assert time.monotonic() - t0 >= 0.3 and calls == [("destroy", [])]
+    _leave_in_order(fake, 0, 3, tmp_path, wait=0.05)      # nobody has left: rank 0 gives up waiting, then leaves
+    assert calls == [("destroy", [])]
     calls.clear()
     _leave_in_order(fake, 1, 3, tmp_path)                  # rank 1 leaves, then drops its marker
     _leave_in_order(fake, 2, 3, tmp_path)
     assert calls == [("destroy", []), ("destroy", ["left_1"])]
     calls.clear()
-    t0 = time.monotonic()
-    _leave_in_order(fake, 0, 3, tmp_path, wait=30)         # both markers there: no waiting
-    assert time.monotonic() - t0 < 5 and calls == [("destroy", ["left_1", "left_2"])]
+    _leave_in_order(fake, 0, 3, tmp_path, wait=600)        # both markers there: rank 0 leaves at once
+    assert calls == [("destroy", ["left_1", "left_2"])]

@@ -308,6 +308,7 @@ def test_frame_count_in_sources():
     assert n >= 30, f"only {n} frames"
 
 
+@pytest.mark.slow
 def test_deck_builds(tmp_path):
     _need_latexmk()
     work = _copy_slides(tmp_path / "slides")

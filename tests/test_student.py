@@ -193,6 +193,7 @@ def test_no_solution_source_or_result_in_student_outputs(src):
                 assert line not in shown, f"a solution's source or output shown in a student copy: {line}"
 
 
+@pytest.mark.slow
 def test_student_copy_runs_top_to_bottom_with_only_stub_errors():
     """Notebook 02's student copy, quick mode: the stubs raise NotImplementedError, nothing else fails
     (a NameError would mean an exercise needs a name that only a solution defines)."""
