@@ -113,7 +113,7 @@ for name, cfg in CANDIDATES.items():
     row = {"params_per_block": count_parameters(NoPropDT(block=cfg).blocks[0])}
     for label, cls in (("noprop_dt", NoPropDT), ("backprop", BackpropBaseline)):
         torch.manual_seed(0)
-        est = ev.estimate_epoch_seconds(cls(block=cfg), train, batches=1 if SMOKE else 4, warmup=0 if SMOKE else 1)
+        est = ev.estimate_epoch_seconds(cls(block=cfg), train, batches=1 if SMOKE else 2, warmup=0 if SMOKE else 1)
         # extrapolate to the FULL training set (60 000 images), whatever the mode
         row[f"{label}_s_per_epoch"] = est["seconds_per_batch"] * -(-60_000 // 128)
     timing[name] = row

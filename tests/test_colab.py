@@ -169,11 +169,9 @@ def test_widgets_under_colabs_ipywidgets_7(colab_env, tmp_path):
 _RUNS: dict[str, dict] = {}
 
 
-def run_notebook_alone(colab_env, name: str) -> dict:
+def _check_alone(colab_env, name: str) -> dict:
     """Copy ``name`` alone into an empty folder and check it there with strict nbval, full mode, one
-    torch thread; once per session."""
-    if name in _RUNS:
-        return _RUNS[name]
+    torch thread."""
     area = colab_env["tmp"] / "nb" / name.removesuffix(".ipynb")
     folder, runs, home = area / "content", area / "runs", area / "home"
     for d in (folder, runs, home):
@@ -185,26 +183,40 @@ def run_notebook_alone(colab_env, name: str) -> dict:
                PATH=f"{colab_env['venv'] / 'bin'}:{env.get('PATH', '')}")
     if os.environ.get("NPLIB_DATA"):
         env["NPLIB_DATA"] = os.environ["NPLIB_DATA"]
-    site_files = sorted(p for sub in ("results", "checkpoints") for p in (colab_env["site"] / sub).rglob("*"))
-    site_before = _digest(site_files)
-    repo_before = repo_snapshot()
     t0 = time.time()
     r = subprocess.run([colab_env["python"], "-m", "pytest", "--nbval", name, "-q", "-p", "no:cacheprovider",
                         "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE), "--nbval-cell-timeout", "900",
                         "--durations=5", "-o", "console_output_style=classic"],
                        cwd=folder, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=3600)
     seconds = time.time() - t0
-    site_after = _digest(sorted(p for sub in ("results", "checkpoints")
-                                for p in (colab_env["site"] / sub).rglob("*")))
     status = "ok" if r.returncode == 0 else f"nbval failed ({r.returncode}):\n" + re.sub(
         r"\x1b\[[0-9;]*m", "", r.stdout[-6000:] + r.stderr[-2000:])
-    result = {"status": status, "seconds": seconds, "folder": folder, "runs": runs, "home": home,
-              "site_changed": sorted(set(site_before.items()) ^ set(site_after.items())),
-              "repo_before": repo_before, "repo_after": repo_snapshot(),
-              "written": sorted(str(p.relative_to(area)) for p in area.rglob("*") if p.is_file())}
     print(f"\n{name}: strict nbval, 1 thread: {status.splitlines()[0]} ({seconds:.0f} s)")
-    _RUNS[name] = result
-    return result
+    return {"status": status, "seconds": seconds, "folder": folder, "runs": runs, "home": home,
+            "written": sorted(str(p.relative_to(area)) for p in area.rglob("*") if p.is_file())}
+
+
+def run_notebook_alone(colab_env, name: str) -> dict:
+    """The check of ``name`` (:func:`_check_alone`); the first call checks every notebook, as many at
+    once as this process may use CPUs (each kernel runs torch on one thread, so they do not compete).
+    The installed package and the checkout are fingerprinted before and after all of them."""
+    if not _RUNS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from nplib.cpu import usable_cpus
+
+        site = lambda: _digest(sorted(p for sub in ("results", "checkpoints")
+                                      for p in (colab_env["site"] / sub).rglob("*")))
+        site_before, repo_before = site(), repo_snapshot()
+        longest_first = sorted(NOTEBOOKS, key=lambda n: n[:2] not in ("05", "04", "03"))
+        with ThreadPoolExecutor(max_workers=usable_cpus()) as pool:
+            done = dict(zip(longest_first, pool.map(lambda n: _check_alone(colab_env, n), longest_first)))
+        site_after, repo_after = site(), repo_snapshot()
+        for n, res in done.items():
+            res.update(site_changed=sorted(set(site_before.items()) ^ set(site_after.items())),
+                       repo_before=repo_before, repo_after=repo_after)
+            _RUNS[n] = res
+    return _RUNS[name]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -217,7 +229,7 @@ def test_notebook_alone_from_the_installed_wheel_matches_its_committed_outputs_w
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_writes_only_in_its_folder_and_the_runs_directory(colab_env, name):
     res = run_notebook_alone(colab_env, name)
-    assert res["site_changed"] == [], f"{name} wrote into the installed nplib: {res['site_changed'][:5]}"
+    assert res["site_changed"] == [], f"a notebook wrote into the installed nplib: {res['site_changed'][:5]}"
     # HOME is a throw-away folder too; matplotlib / torch caches may land there, nothing else may
     stray = [w for w in res["written"] if not w.startswith(("content/", "runs/", "home/"))]
     assert stray == [], stray
@@ -229,7 +241,7 @@ def test_running_a_notebook_never_modifies_a_tracked_file(colab_env, name):
     before, after = res["repo_before"], res["repo_after"]
     changed = sorted(set(before["files"].items()) ^ set(after["files"].items()))
     assert before["status"] == after["status"] and not changed, \
-        f"running {name} changed the checkout: {sorted({p for p, _ in changed})[:10]}"
+        f"running the notebooks changed the checkout: {sorted({p for p, _ in changed})[:10]}"
 
 
 def test_setup_prints_no_machine_path(tmp_path, monkeypatch, capsys):
