@@ -479,7 +479,7 @@ def load_model(checkpoint: str, report: str | None = None, dataset: str | None =
                                     "nor a file")
         if report is None:
             raise ValueError("a training checkpoint file needs --report (the JSON of the same train run)")
-        from .cli import build_model
+        from .builder import build_model
         from .train import load_checkpoint
 
         rep = json.loads(Path(report).read_text())

@@ -505,7 +505,7 @@ def add_parser(subparsers) -> None:
     r.set_defaults(func=_cmd_report)
 
 
-#: Registered by :func:`nplib.cli._register_optional_commands`.
+#: Added to ``python -m nplib`` by :mod:`nplib.cli`.
 COMMANDS = {"bench": add_parser}
 
 

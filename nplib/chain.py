@@ -47,23 +47,19 @@ import math
 import sys
 import time
 from pathlib import Path
-from statistics import NormalDist
 
 import torch
 import torch.nn.functional as F
 
 from .reference import write_result
-from .schedules import DTSchedule, make_schedule
+from .schedules import (EDM_P_MEAN, EDM_P_STD, DTSchedule, _check_dist, alpha_bar_from_sigma,  # noqa: F401 (re-exported)
+                        equal_mass_alpha_bar, equal_mass_schedule, make_schedule, noise_mass,
+                        sigma_from_alpha_bar)
 
 __all__ = ["EDM_P_MEAN", "EDM_P_STD", "signal_shares", "sigma_from_alpha_bar", "alpha_bar_from_sigma",
            "noise_mass", "block_masses", "equal_mass_alpha_bar", "equal_mass_schedule", "train_block_alone",
            "block_alone_accuracy", "decided_levels", "plot_signal_shares", "plot_chain_accuracy",
            "plot_decided", "remedy_report", "COMMANDS", "add_parser", "add_remedy_parser"]
-
-#: EDM's training distribution of noise levels: log sigma ~ N(P_mean, P_std^2).
-EDM_P_MEAN = -1.2
-EDM_P_STD = 1.2
-
 
 def _check_schedule(schedule) -> DTSchedule:
     if not isinstance(schedule, DTSchedule):
@@ -87,54 +83,6 @@ def signal_shares(schedule: DTSchedule) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ section 4: equal-mass schedule
-def sigma_from_alpha_bar(alpha_bar):
-    """``sigma = sqrt((1 - alpha_bar) / alpha_bar)``, the noise level of ``alpha_bar`` (so ``sigma^2 = 1 / SNR``).
-
-    Introduced in notebooks/08_what_the_chain_does, section 4. Accepts a float or a tensor in (0, 1).
-    """
-    ab = torch.as_tensor(alpha_bar, dtype=torch.float64)
-    if not ((ab > 0) & (ab < 1)).all():
-        raise ValueError(f"alpha_bar must lie strictly inside (0, 1), got {alpha_bar}")
-    # sigma = sqrt((1 - alpha_bar) / alpha_bar) = 1 / sqrt(SNR)
-    out = ((1 - ab) / ab).sqrt()
-    return float(out) if out.ndim == 0 and not isinstance(alpha_bar, torch.Tensor) else out
-
-
-def alpha_bar_from_sigma(sigma):
-    """``alpha_bar = 1 / (1 + sigma^2)``, the inverse of :func:`sigma_from_alpha_bar`.
-
-    Introduced in notebooks/08_what_the_chain_does, section 4.
-    """
-    s = torch.as_tensor(sigma, dtype=torch.float64)
-    if not ((s > 0) & torch.isfinite(s)).all():
-        raise ValueError(f"sigma must be positive and finite, got {sigma}")
-    # alpha_bar = 1 / (1 + sigma^2)
-    out = 1 / (1 + s**2)
-    return float(out) if out.ndim == 0 and not isinstance(sigma, torch.Tensor) else out
-
-
-def _check_dist(p_mean: float, p_std: float) -> NormalDist:
-    if not (isinstance(p_std, (int, float)) and p_std > 0 and math.isfinite(p_std)):
-        raise ValueError(f"p_std must be a positive number, got {p_std!r}")
-    if not (isinstance(p_mean, (int, float)) and math.isfinite(p_mean)):
-        raise ValueError(f"p_mean must be a finite number, got {p_mean!r}")
-    return NormalDist(p_mean, p_std)
-
-
-def noise_mass(alpha_bar_lo: float, alpha_bar_hi: float, p_mean: float = EDM_P_MEAN,
-               p_std: float = EDM_P_STD) -> float:
-    """Probability that ``log sigma ~ N(p_mean, p_std^2)`` gives a level between ``alpha_bar_lo`` and ``alpha_bar_hi``.
-
-    Introduced in notebooks/08_what_the_chain_does, section 4. ``alpha_bar_lo < alpha_bar_hi``
-    (more noise at ``alpha_bar_lo``); not truncated.
-    """
-    dist = _check_dist(p_mean, p_std)
-    if not (0 < alpha_bar_lo < alpha_bar_hi < 1):
-        raise ValueError(f"need 0 < alpha_bar_lo < alpha_bar_hi < 1, got {alpha_bar_lo}, {alpha_bar_hi}")
-    # P(sigma_hi_noise > sigma > sigma_lo_noise) = Phi(log sigma(alpha_bar_lo)) - Phi(log sigma(alpha_bar_hi))
-    return dist.cdf(math.log(sigma_from_alpha_bar(alpha_bar_lo))) - dist.cdf(math.log(sigma_from_alpha_bar(alpha_bar_hi)))
-
-
 def block_masses(schedule: DTSchedule, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD) -> torch.Tensor:
     """The share of the (truncated) noise-level mass in each block's interval ``[alpha_bar_{t-1}, alpha_bar_t]``.
 
@@ -147,55 +95,6 @@ def block_masses(schedule: DTSchedule, p_mean: float = EDM_P_MEAN, p_std: float 
     masses = [noise_mass(ab[t - 1], ab[t], p_mean, p_std) for t in range(1, schedule.T + 1)]
     total = sum(masses)
     return torch.tensor([m / total for m in masses], dtype=torch.float64)
-
-
-def equal_mass_alpha_bar(T: int, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD,
-                         alpha_bar_min: float = 1e-4, alpha_bar_max: float = 0.99) -> torch.Tensor:
-    """``alpha_bar_t``, t = 0..T, with the same noise-level mass ``1 / T`` between consecutive levels.
-
-    Introduced in notebooks/08_what_the_chain_does, section 4 (DiffusionBlocks' equal-mass
-    partition, from its description; our choices of truncation and level placement are in the
-    module docstring). With ``Phi`` the CDF of ``N(p_mean, p_std^2)`` and
-    ``l_lo = log sigma(alpha_bar_max)``, ``l_hi = log sigma(alpha_bar_min)``:
-
-        log sigma_t = Phi^{-1}( Phi(l_hi) - (t / T) (Phi(l_hi) - Phi(l_lo)) )
-        alpha_bar_t = 1 / (1 + sigma_t^2)
-
-    so ``alpha_bar_0 = alpha_bar_min``, ``alpha_bar_T = alpha_bar_max`` and the values increase with t.
-    """
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be an integer number of blocks >= 1, got {T!r}")
-    dist = _check_dist(p_mean, p_std)
-    if not (0 < alpha_bar_min < alpha_bar_max < 1):
-        raise ValueError(f"need 0 < alpha_bar_min < alpha_bar_max < 1, got {alpha_bar_min}, {alpha_bar_max}")
-    l_hi = math.log(sigma_from_alpha_bar(alpha_bar_min))   # the noisiest level (t = 0)
-    l_lo = math.log(sigma_from_alpha_bar(alpha_bar_max))   # the cleanest level (t = T)
-    c_hi, c_lo = dist.cdf(l_hi), dist.cdf(l_lo)
-    if not c_hi - c_lo > 1e-12:
-        raise ValueError(f"the noise distribution N({p_mean}, {p_std}^2) puts no mass on [alpha_bar_min, "
-                         f"alpha_bar_max] = [{alpha_bar_min}, {alpha_bar_max}]")
-    ab = [alpha_bar_min]
-    for t in range(1, T):
-        # log sigma_t = Phi^{-1}(Phi(l_hi) - (t / T) (Phi(l_hi) - Phi(l_lo)))
-        log_sigma = dist.inv_cdf(c_hi - t / T * (c_hi - c_lo))
-        # alpha_bar_t = 1 / (1 + sigma_t^2)
-        ab.append(1.0 / (1.0 + math.exp(2 * log_sigma)))
-    ab.append(alpha_bar_max)
-    out = torch.tensor(ab, dtype=torch.float64)
-    if not (out[1:] > out[:-1]).all():
-        raise ValueError(f"T = {T} is too many blocks for this noise range: neighbouring levels coincide")
-    return out
-
-
-def equal_mass_schedule(T: int = 10, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD,
-                        alpha_bar_min: float = 1e-4, alpha_bar_max: float = 0.99) -> DTSchedule:
-    """The NoProp-DT schedule of :func:`equal_mass_alpha_bar` (kind ``"equal_mass"``).
-
-    Introduced in notebooks/08_what_the_chain_does, section 4. Also ``make_schedule("equal_mass", T)``
-    and ``python -m nplib train --schedule equal_mass``.
-    """
-    return DTSchedule.from_alpha_bar(equal_mass_alpha_bar(T, p_mean, p_std, alpha_bar_min, alpha_bar_max),
-                                     kind="equal_mass")
 
 
 # ------------------------------------------------------------------ section 3: block 1 trained alone

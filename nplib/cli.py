@@ -18,11 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+from . import ablation, bench, chain, forecast_cli, init_probe, pretrained, reproduce, student
+from .builder import build_model  # noqa: F401 (the CLI builds its models here; re-exported)
+
 __all__ = ["main", "build_parser"]
 
-#: Other modules may register subcommands here: name -> callable(subparsers) adding the parser,
-#: whose ``func`` default runs it.
-EXTRA_COMMANDS: dict = {}
+#: The subcommands that live in their own modules: name -> callable(subparsers) adding the parser,
+#: whose ``func`` default runs it (each module's ``COMMANDS``).
+EXTRA_COMMANDS: dict = {**forecast_cli.COMMANDS, **student.COMMANDS, **pretrained.COMMANDS, **bench.COMMANDS,
+                        **reproduce.COMMANDS, **ablation.COMMANDS, **chain.COMMANDS, **init_probe.COMMANDS}
 
 
 def _cmd_schedule(args) -> int:
@@ -35,37 +39,6 @@ def _cmd_schedule(args) -> int:
         print(f"{args.kind} schedule, T = {args.T}, alpha_bar clipped to [{args.alpha_bar_min}, {args.alpha_bar_max}]")
         print(sched.table())
     return 0
-
-
-def build_model(variant: str, model: str, image_shape, num_classes: int, T: int, embedding: str,
-                embed_dim=None, train=None, schedule: str = "cosine", alpha_bar_max: float = 0.99,
-                eta: float | None = None, inference_steps: int = 1000):
-    """The model the command line trains (NoProp-DT, the backprop baseline, or CT/FM when present)."""
-    from .embeddings import class_medoids
-    from .models import BackpropBaseline, NoPropDT
-    from .schedules import make_schedule
-
-    prototypes = None
-    if embedding == "prototype":
-        if train is None:
-            raise ValueError("prototype embeddings need the training set to compute class medoids")
-        prototypes = class_medoids(train.x, train.y, num_classes, generator=None)
-    if variant == "dt":
-        sched = make_schedule(schedule, T, alpha_bar_max=alpha_bar_max)
-        return NoPropDT(image_shape, num_classes, T=T, block=model, embedding=embedding, schedule=sched,
-                        eta=0.1 if eta is None else eta, embed_dim=embed_dim, prototypes=prototypes)
-    if variant == "backprop":
-        return BackpropBaseline(image_shape, num_classes, T=T, block=model, embedding=embedding,
-                                embed_dim=embed_dim, prototypes=prototypes)
-    if variant in ("ct", "fm"):
-        try:
-            from . import continuous
-        except ImportError as err:  # pragma: no cover
-            raise ValueError(f"variant {variant!r} is not available: {err}") from None
-        return continuous.build(variant, model, image_shape, num_classes, embedding=embedding,
-                                embed_dim=embed_dim, prototypes=prototypes, eta=eta,
-                                inference_steps=inference_steps)
-    raise ValueError(f"unknown variant {variant!r}")
 
 
 def _cmd_train(args) -> int:
@@ -184,8 +157,7 @@ def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_par
     trained, info = train_block_parallel(kw, train, epochs, batch_size=args.batch_size, lr=args.lr,
                                          weight_decay=args.weight_decay, seed=args.seed, world_size=args.parallel,
                                          threads_per_process=threads, device=device, timeout=7 * 24 * 3600,
-                                         log_epochs=True, bf16=args.bf16,
-                                         tune_malloc=torch.device(device).type == "cpu" and not args.no_tune_malloc)
+                                         log_epochs=True, bf16=args.bf16)
     train_seconds = time.perf_counter() - t0
     final = evaluate_runs(trained, test, runs=args.eval_runs, seed=args.seed, device=device)
     total_seconds = time.perf_counter() - t0
@@ -258,7 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    _register_optional_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train" and args.out is None:
@@ -268,17 +239,3 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-
-def _register_optional_commands() -> None:
-    """Subcommands that live in their own modules (for example ``forecast``)."""
-    import importlib
-
-    for mod in ("forecast_cli", "student", "pretrained", "bench", "reproduce", "ablation", "chain", "init_probe"):
-        try:
-            m = importlib.import_module(f"nplib.{mod}")
-        except ModuleNotFoundError as err:
-            if err.name != f"nplib.{mod}":
-                raise
-            continue
-        EXTRA_COMMANDS.update(m.COMMANDS)

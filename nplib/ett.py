@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import os
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ __all__ = [
     "ETT_URL", "ETT_MD5", "ETT_COLUMNS", "SPLIT_HOURS", "HORIZONS", "LOOKBACKS", "MODES", "ETTSeries",
     "md5sum", "ett_path", "load_ett", "split_borders", "Scaler", "WindowSet", "ForecastData",
     "prepare_forecast_data", "synthetic_series", "data_from_array", "pair_batch", "predict_windows",
-    "evaluate_point",
+    "evaluate_point", "ForecastConfig", "smoke_config",
 ]
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{name}.csv"
@@ -473,3 +473,41 @@ def plot_protocol(ett: ETTSeries, lookback: int = 336, columns=("HUFL", "OT"), a
     ax.set_ylabel("raw value")
     ax.legend(ncol=6, fontsize=8, loc="upper right")
     return ax
+
+
+@dataclass
+class ForecastConfig:
+    """Sizes and training settings of the forecasting run (the CLI's and notebook 07's defaults).
+
+    Introduced in notebooks/07_timeseries_autoencoder, section 2.
+    """
+
+    T: int = 10
+    d: int = 64
+    hidden: int = 64
+    ae_hidden: int = 0  # 0: linear autoencoder (FutureAutoencoder docstring says why)
+    eta: float = 0.1
+    alpha_bar_max: float = 0.99
+    kernel: int = 25
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    ae_epochs: int = 3
+    epochs: int = 8
+    baseline_epochs: int = 4
+    samples: int = 40
+    interval_stride: int = 1  # >1: chain samples on every k-th test window only (to save time)
+    calibration_stride: int = 4  # interval widening factors from every 4th validation window
+    seed: int = 0
+    max_train_examples: int = 20000  # per epoch, (window, variable) pairs drawn at random
+
+
+def smoke_config(cfg: ForecastConfig | None = None) -> ForecastConfig:
+    """The quick-mode version of ``cfg``: 1 epoch per stage, 2,000 pairs per epoch, at most 10 samples.
+
+    Introduced in notebooks/07_timeseries_autoencoder, section 3. The sizes (and so the model's
+    configuration) do not change.
+    """
+    cfg = cfg or ForecastConfig()
+    return ForecastConfig(**{**asdict(cfg), "ae_epochs": 1, "epochs": 1, "baseline_epochs": 1,
+                             "samples": min(cfg.samples, 10), "max_train_examples": 2000})

@@ -15,16 +15,12 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ett import ForecastData, _batch, _generator, _pairs, _val_mse
-
-if TYPE_CHECKING:  # annotations only: nplib.forecaster imports this module
-    from .forecaster import ForecastConfig
+from .ett import ForecastConfig, ForecastData, _batch, _generator, _pairs, _val_mse
 
 __all__ = ["moving_average", "DLinear", "naive_forecast", "seasonal_naive_forecast", "fit_dlinear"]
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ from torch import nn
 
 from . import devices
 from .diffusion import posterior_step, q_sample
-from .ett import ForecastData, _batch, _generator, _pairs, _val_mse
+from .ett import ForecastConfig, ForecastData, _batch, _generator, _pairs, _val_mse, smoke_config  # noqa: F401
 from .forecast_baselines import _fit_supervised, moving_average
 from .schedules import DTSchedule, make_schedule
 
@@ -161,44 +161,6 @@ class ForecastBlock(nn.Module):
         hid = pre_x.shape[1]
         pre = pre_x.repeat(samples, 1) + F.linear(self.latent(z_prev), first.weight[:, hid:])
         return skip.repeat(samples, 1) + self.head[2](self.head[1](pre))
-
-
-@dataclass
-class ForecastConfig:
-    """Sizes and training settings of the forecasting run (the CLI's and notebook 07's defaults).
-
-    Introduced in notebooks/07_timeseries_autoencoder, section 2.
-    """
-
-    T: int = 10
-    d: int = 64
-    hidden: int = 64
-    ae_hidden: int = 0  # 0: linear autoencoder (FutureAutoencoder docstring says why)
-    eta: float = 0.1
-    alpha_bar_max: float = 0.99
-    kernel: int = 25
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    ae_epochs: int = 3
-    epochs: int = 8
-    baseline_epochs: int = 4
-    samples: int = 40
-    interval_stride: int = 1  # >1: chain samples on every k-th test window only (to save time)
-    calibration_stride: int = 4  # interval widening factors from every 4th validation window
-    seed: int = 0
-    max_train_examples: int = 20000  # per epoch, (window, variable) pairs drawn at random
-
-
-def smoke_config(cfg: ForecastConfig | None = None) -> ForecastConfig:
-    """The quick-mode version of ``cfg``: 1 epoch per stage, 2,000 pairs per epoch, at most 10 samples.
-
-    Introduced in notebooks/07_timeseries_autoencoder, section 3. The sizes (and so the model's
-    configuration) do not change.
-    """
-    cfg = cfg or ForecastConfig()
-    return ForecastConfig(**{**asdict(cfg), "ae_epochs": 1, "epochs": 1, "baseline_epochs": 1,
-                             "samples": min(cfg.samples, 10), "max_train_examples": 2000})
 
 
 class NoPropForecaster(nn.Module):

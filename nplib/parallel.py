@@ -261,10 +261,6 @@ def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: Te
     import torch.distributed as dist
 
     torch.set_num_threads(cfg["threads_per_process"])
-    if cfg.get("tune_malloc"):
-        from .cpu import tune_malloc
-
-        tune_malloc(export=False)
     if platform.system() == "Linux":  # talk over the loopback interface only
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
@@ -387,7 +383,7 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
                          lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0, world_size: int = 2,
                          threads_per_process: int = 1, device="cpu", backend: str | None = None,
                          max_batches: int | None = None, timeout: float = 600.0, log_epochs: bool = False,
-                         bf16: bool = False, tune_malloc: bool = False):
+                         bf16: bool = False):
     """Train NoPropDT(**model_kwargs) with its blocks split over ``world_size`` processes.
 
     Introduced in notebooks/06_backprop_vs_noprop, section 3.
@@ -407,8 +403,9 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
     ``info["history"]`` has one row per epoch (``loss`` as :func:`nplib.train.fit` reports it, summed
     over the ranks; ``seconds``; no accuracies: nothing is evaluated during training);
     ``log_epochs=True`` prints each row from rank 0 as it ends; ``bf16=True`` trains under bfloat16
-    autocast (as :func:`nplib.train.fit` with ``bf16=True``); ``tune_malloc=True`` applies
-    :func:`nplib.cpu.tune_malloc` in every process (faster on a CPU, same numbers).
+    autocast (as :func:`nplib.train.fit` with ``bf16=True``). The library never changes the
+    allocator: the processes inherit the environment, so glibc settings that the caller exported
+    (``python -m nplib train`` does, with :func:`nplib.cpu.tune_malloc`) apply to them too.
     """
     _check_training_args(epochs, batch_size, max_batches)
     probe = NoPropDT(**model_kwargs)
@@ -425,8 +422,7 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
         raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
     cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
            "threads_per_process": threads_per_process, "device": str(dev), "backend": backend,
-           "max_batches": max_batches, "timeout": timeout, "log_epochs": log_epochs, "bf16": bf16,
-           "tune_malloc": tune_malloc}
+           "max_batches": max_batches, "timeout": timeout, "log_epochs": log_epochs, "bf16": bf16}
     wall0 = time.perf_counter()
     port = _free_port()
     state, out = _spawn_and_collect(_worker, world_size,

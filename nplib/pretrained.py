@@ -129,7 +129,7 @@ def build(name: str, device: str | torch.device | None = None):
 
     Works for the classifiers trained by ``python -m nplib train`` (DT, backprop, CT, FM).
     """
-    from .cli import build_model
+    from .builder import build_model
 
     m = manifest(name)
     b = m.get("build")
@@ -207,7 +207,7 @@ def export_cli_run(name: str, checkpoint: str | Path, report: str | Path, direct
     holds optimizer states, not shipped), and writes it with :func:`save`. The recorded metric is
     the report's ``final_test_accuracy``.
     """
-    from .cli import build_model
+    from .builder import build_model
     from .train import load_checkpoint
 
     rep = json.loads(Path(report).read_text())

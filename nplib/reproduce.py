@@ -99,7 +99,7 @@ def settings(smoke: bool) -> dict:
 
 def build_row_model(row: str, image_shape, num_classes: int, cfg: dict):
     """The model of one row of Table 1 at the run's settings (paper block, T = 10, eta as in the paper)."""
-    from .cli import build_model
+    from .builder import build_model
 
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; choose from {sorted(ROWS)}")
