@@ -12,8 +12,8 @@ if "NPLIB_DATA" not in os.environ and _shared.is_dir():
     os.environ["NPLIB_DATA"] = str(_shared)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-try:  # the test process itself: no more torch threads than usable CPUs (nplib.cpu.usable_cpus)
-    from nplib.cpu import fit_threads_to_cpus
+try:  # the test process itself: no more torch threads than usable CPUs (nplib.speed.cpu.usable_cpus)
+    from nplib.speed.cpu import fit_threads_to_cpus
 
     fit_threads_to_cpus()
 except ImportError:

@@ -1,4 +1,4 @@
-"""Thin wrapper kept for old commands: the benchmark lives in the package (nplib/bench.py).
+"""Thin wrapper kept for old commands: the benchmark lives in the package (nplib/lab/bench.py).
 
     python -m nplib bench throughput [--quick] [--device cpu|cuda|auto] [--out FILE]
 
@@ -6,7 +6,7 @@ is the same command and works from an installed nplib; see benchmarks/README.md.
 """
 import sys
 
-from nplib.bench import main
+from nplib.lab.bench import main
 
 if __name__ == "__main__":
     main(["throughput", *sys.argv[1:]])

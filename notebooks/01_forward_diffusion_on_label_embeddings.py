@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import nplib
-from nplib import plots, widgets
+from nplib.course import plots, widgets
 from nplib.diffusion import kl_prior, posterior_step, q_sample
 from nplib.embeddings import LabelEmbedding, class_medoids
 from nplib.schedules import DTSchedule, make_schedule
@@ -370,7 +370,7 @@ assert acc_t[0] < 0.2 and acc_t[-1] > 0.99
 #
 # Move the slider from $t=0$ (noise) to $t=T$ (label) and change the class. Left: one sample $z_t$
 # next to its mean; right: all classes at that $t$, and the nearest-mean accuracy. The widget only
-# calls `nplib.plots.plot_noised_labels_at`, which you can also call directly with any $W_{embed}$
+# calls `nplib.course.plots.plot_noised_labels_at`, which you can also call directly with any $W_{embed}$
 # and schedule (in a static copy of this notebook only the default view is shown).
 
 # %%

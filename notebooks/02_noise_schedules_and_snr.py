@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import nplib
-from nplib import plots, widgets
+from nplib.course import plots, widgets
 from nplib.diffusion import q_sample
 from nplib.schedules import DTSchedule, make_schedule
 from nplib.notebook import setup
@@ -303,7 +303,7 @@ assert bound[0.05] < 0.2 and bound[0.5] < 0.5 and bound[0.99] > 0.999
 # ## 7. Explore: kind, $T$ and the clip
 #
 # The explorer redraws the four schedule panels; its title gives the last block's weight and its
-# share of the total. It only calls `nplib.plots.plot_schedule_explorer(kind, T, alpha_bar_max)`,
+# share of the total. It only calls `nplib.course.plots.plot_schedule_explorer(kind, T, alpha_bar_max)`,
 # which you can also call directly (a static copy of this notebook shows only the default view).
 # A setting the schedule refuses (for example cosine, $T > 17$, clip 0.99) prints the reason instead.
 

@@ -36,7 +36,7 @@ import torch
 from torchsummary import summary
 
 import nplib
-from nplib import diagrams, plots
+from nplib.course import diagrams, plots
 from nplib.blocks import BlockConfig, DenoisingBlock, count_parameters
 from nplib.data import TensorLoader
 from nplib.diffusion import q_sample
@@ -132,7 +132,7 @@ del model_paper
 #
 # The key point: $z_{t-1}$ is **sampled from $q$ using the label**, not produced by block $t-1$.
 # Block $t$'s loss depends on block $t$'s parameters (and on $W_{embed}$) only. The diagram shows
-# this data flow for block $t = 5$ of $T = 10$; it is drawn by `nplib.diagrams.plot_data_flow`,
+# this data flow for block $t = 5$ of $T = 10$; it is drawn by `nplib.course.diagrams.plot_data_flow`,
 # which you can call with any $T$ and $t$.
 
 # %%

@@ -39,9 +39,9 @@ import torch
 
 import nplib
 from nplib import NoPropDT, load_dataset
-from nplib.bench import describe, load_bench
+from nplib.lab.bench import describe, load_bench
 from nplib.notebook import setup
-from nplib.parallel import (check_parallelisable, max_abs_difference, measure_inference_latency,
+from nplib.speed.parallel import (check_parallelisable, max_abs_difference, measure_inference_latency,
                             measure_throughput, measure_training_memory, models_equal, split_blocks,
                             train_block_parallel, train_single)
 
@@ -210,9 +210,10 @@ plt.show()
 # $z_{t-1}$ is a noised **label**, not block $t-1$'s output. With one-hot embeddings $W_{embed}$ is
 # fixed, and the classifier loss (on $z_T \sim q(z_T\mid y)$) does not depend on any block. So the
 # blocks can be trained by different processes that never exchange a gradient; they only need
-# the same minibatches. `nplib.parallel.train_block_parallel` does this with
-# `torch.distributed` (gloo on CPU, NCCL on GPU; processes started with `torch.multiprocessing`,
-# talking over 127.0.0.1 only):
+# the same minibatches. `nplib.speed.parallel.train_block_parallel` does this with
+# `torch.distributed` (gloo on CPU, NCCL on GPU; the processes are started by torch's own launcher,
+# the one behind `torchrun`, and talk over 127.0.0.1 only; on several GPUs or machines the same code
+# runs as `torchrun --nproc-per-node N -m nplib train ...`):
 #
 # * every process seeds the global generator as the single process does, builds the same initial
 #   model and iterates over the same minibatches;

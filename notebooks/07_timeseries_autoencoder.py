@@ -519,12 +519,12 @@ print(f"notebook wall time: {(time.perf_counter() - T_START) / 60:.1f} min "
 # ### What the chain contributes: one block does the forecasting
 #
 # The forecaster above is trained as NoProp trains a classifier, but is the *chain* what forecasts?
-# `nplib.ablation.ablate` reads out every block on its own (block $t$ on the chain's $z_{t-1}$,
+# `nplib.lab.ablation.ablate` reads out every block on its own (block $t$ on the chain's $z_{t-1}$,
 # decoded by $D$), runs block 1 alone on $z_0 = 0$, and replaces the latent the blocks receive by
 # noise, zeros or another window's latent (deterministic chain, the test windows of horizon 96):
 
 # %%
-from nplib.ablation import ablate, format_table as ablation_table
+from nplib.lab.ablation import ablate, format_table as ablation_table
 
 abl07 = ablate(model, data96.test, noise=False)
 print(ablation_table(abl07, title="NoProp forecaster, ETTh1 multivariate H=96"))

@@ -45,8 +45,9 @@ import matplotlib.pyplot as plt
 import torch
 
 import nplib
-from nplib import chain, pretrained, reference
-from nplib.ablation import ablate, format_table
+from nplib.lab import chain
+from nplib import pretrained, reference
+from nplib.lab.ablation import ablate, format_table
 from nplib.data import load_train_test
 from nplib.models import NoPropDT
 from nplib.notebook import check_near, setup
@@ -62,7 +63,7 @@ print(f"torch threads: {torch.get_num_threads()}")
 # %% [markdown]
 # ## 1. The question
 #
-# `python -m nplib ablation` ran one ablation (`nplib.ablation.ablate`) on every shipped checkpoint
+# `python -m nplib ablation` ran one ablation (`nplib.lab.ablation.ablate`) on every shipped checkpoint
 # over its full test set; the results ship in `nplib/results/ablation_checkpoints.json`. For the
 # NoProp-DT model of notebook 04 (MNIST, one-hot embedding, $T = 10$, noise-free chain), the rows
 # that matter here are:

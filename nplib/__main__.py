@@ -1,4 +1,4 @@
 """``python -m nplib``: see :mod:`nplib.cli`."""
-from .cli import main
+from nplib.cli import main
 
 raise SystemExit(main())

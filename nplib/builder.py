@@ -5,10 +5,10 @@ Introduced in notebooks/04_noprop_dt_mnist, section 1.
 """
 from __future__ import annotations
 
-from . import continuous
-from .embeddings import class_medoids
-from .models import BackpropBaseline, NoPropDT
-from .schedules import make_schedule
+from nplib import continuous
+from nplib.embeddings import class_medoids
+from nplib.models import BackpropBaseline, NoPropDT
+from nplib.schedules import make_schedule
 
 __all__ = ["VARIANTS", "build_model"]
 

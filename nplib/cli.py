@@ -14,23 +14,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from . import ablation, bench, chain, forecast_cli, init_probe, pretrained, reproduce, student
-from .builder import build_model  # noqa: F401 (the CLI builds its models here; re-exported)
+from nplib import pretrained
+from nplib.builder import build_model  # noqa: F401 (the CLI builds its models here; re-exported)
+from nplib.course import student
+from nplib.lab import ablation, bench, chain, init_probe, reproduce, summary
+from nplib.timeseries import forecast_cli
 
 __all__ = ["main", "build_parser"]
 
 #: The subcommands that live in their own modules: name -> callable(subparsers) adding the parser,
 #: whose ``func`` default runs it (each module's ``COMMANDS``).
 EXTRA_COMMANDS: dict = {**forecast_cli.COMMANDS, **student.COMMANDS, **pretrained.COMMANDS, **bench.COMMANDS,
-                        **reproduce.COMMANDS, **ablation.COMMANDS, **chain.COMMANDS, **init_probe.COMMANDS}
+                        **reproduce.COMMANDS, **ablation.COMMANDS, **chain.COMMANDS, **init_probe.COMMANDS,
+                        **summary.COMMANDS}
 
 
 def _cmd_schedule(args) -> int:
-    from .schedules import make_schedule
+    from nplib.schedules import make_schedule
 
     sched = make_schedule(args.kind, args.T, alpha_bar_min=args.alpha_bar_min, alpha_bar_max=args.alpha_bar_max)
     if args.json:
@@ -44,25 +49,27 @@ def _cmd_schedule(args) -> int:
 def _cmd_train(args) -> int:
     import torch
 
-    from .data import load_train_test, smoke_mode
-    from .train import evaluate_runs, fit, set_seed
+    from nplib.data import load_train_test, smoke_mode
+    from nplib.train import evaluate_runs, fit, set_seed
 
     smoke = smoke_mode()
     epochs = 1 if smoke else args.epochs
+    if _launched_by_torchrun() and int(os.environ["RANK"]) != 0:
+        sys.stdout = open(os.devnull, "w")   # one report: rank 0 prints and writes, the others only train
     if args.threads:
         torch.set_num_threads(args.threads)
-    else:  # no more threads than usable CPUs (a container's quota), see nplib.cpu.usable_cpus
-        from .cpu import fit_threads_to_cpus
+    else:  # no more threads than usable CPUs (a container's quota), see nplib.speed.cpu.usable_cpus
+        from nplib.speed.cpu import fit_threads_to_cpus
 
         fit_threads_to_cpus()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(device).type == "cpu" and not args.no_tune_malloc:
-        from .cpu import tune_malloc
+        from nplib.speed.cpu import tune_malloc
 
-        # reuse freed tensor memory instead of faulting in fresh pages every step (nplib/cpu.py);
+        # reuse freed tensor memory instead of faulting in fresh pages every step (nplib/speed/cpu.py);
         # exported, so block-parallel workers inherit it
         if tune_malloc():
-            print("CPU: glibc malloc tuned for training (nplib.cpu.tune_malloc; --no-tune-malloc to keep the defaults)")
+            print("CPU: glibc malloc tuned for training (nplib.speed.cpu.tune_malloc; --no-tune-malloc to keep the defaults)")
     train, test = load_train_test(args.dataset, smoke=smoke)
     set_seed(args.seed)
     model = build_model(args.variant, args.model, train.image_shape, train.num_classes, args.T, args.embedding,
@@ -72,6 +79,8 @@ def _cmd_train(args) -> int:
     print(f"{args.variant} / {args.model} block / {args.embedding} embedding on {args.dataset}: "
           f"{len(train)} train, {len(test)} test images, {n_params:,} parameters, {epochs} epochs, "
           f"device {device}{' (quick mode)' if smoke else ''}")
+    if _launched_by_torchrun():
+        return _train_as_a_rank(args, model, train, test, epochs, device, smoke, n_params)
     if args.parallel:
         return _train_block_parallel(args, model, train, test, epochs, device, smoke, n_params)
     trainer = model
@@ -79,10 +88,10 @@ def _cmd_train(args) -> int:
         if args.variant != "dt":
             raise ValueError(f"--fast trains NoProp-DT only (the T blocks side by side); --variant {args.variant} "
                              "uses its own loop: drop --fast")
-        from .fast import FastDTTrainer
+        from nplib.speed.fast import FastDTTrainer
 
         trainer = FastDTTrainer(model.to(device))   # refuses a learned embedding with a clear error
-        print("fast path: the T blocks' updates of each minibatch run as one batched computation (nplib.fast)")
+        print("fast path: the T blocks' updates of each minibatch run as one batched computation (nplib.speed.fast)")
     if args.train_eval_size < 0:
         raise ValueError(f"--train-eval-size must be >= 0, got {args.train_eval_size}")
     t0 = time.perf_counter()
@@ -102,7 +111,8 @@ def _cmd_train(args) -> int:
 
 def _write_report(args, model, train, test, smoke, n_params, history, final, train_seconds, **extra) -> int:
     """The JSON report of ``train`` (both paths): command, config, hardware, history, final accuracy."""
-    from .train import hardware_info
+    from nplib.speed.parallel import state_digest
+    from nplib.train import hardware_info
 
     result = {
         "command": " ".join(["python -m nplib"] + sys.argv[1:]),
@@ -113,6 +123,7 @@ def _write_report(args, model, train, test, smoke, n_params, history, final, tra
         "hardware": hardware_info(),
         "history": history,
         "final_test_accuracy": final,
+        "model_sha256": state_digest(model),
         "wall_seconds": train_seconds,
         **extra,
     }
@@ -126,7 +137,7 @@ def _write_report(args, model, train, test, smoke, n_params, history, final, tra
 
 
 def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_params) -> int:
-    """``train --parallel N``: NoProp-DT's blocks split over N processes (:mod:`nplib.parallel`).
+    """``train --parallel N``: NoProp-DT's blocks split over N processes (:mod:`nplib.speed.parallel`).
 
     Each process trains its group of blocks on every minibatch with ``--threads / N`` torch threads
     (at least 1); rank 0 also trains the classifier. No gradient is exchanged; the result is, bit
@@ -135,20 +146,12 @@ def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_par
     """
     import torch
 
-    from .parallel import train_block_parallel
-    from .train import evaluate_runs
+    from nplib.speed.parallel import train_block_parallel
+    from nplib.train import evaluate_runs
 
-    if args.variant != "dt":
-        raise ValueError(f"--parallel trains NoProp-DT only; --variant {args.variant} trains end to end or "
-                         "shares its network between the steps: drop --parallel")
-    for flag, value in (("--fast", args.fast), ("--checkpoint", args.checkpoint), ("--max-minutes", args.max_minutes)):
-        if value:
-            raise ValueError(f"{flag} cannot be combined with --parallel")
     if args.parallel < 2:
         raise ValueError(f"--parallel needs at least 2 processes, got {args.parallel}")
-    cfg = model.config()
-    kw = {"image_shape": train.image_shape, "num_classes": train.num_classes, "T": args.T, "block": args.model,
-          "embedding": args.embedding, "schedule": model.schedule, "eta": cfg["eta"], "embed_dim": args.embed_dim}
+    kw, cfg = _parallel_settings(args, model, train)
     threads = max(1, (args.threads or torch.get_num_threads()) // args.parallel)
     print(f"block-parallel: {args.parallel} processes x {threads} thread(s){', bfloat16 autocast' if args.bf16 else ''}, "
           f"no gradient exchanged "
@@ -157,7 +160,7 @@ def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_par
     trained, info = train_block_parallel(kw, train, epochs, batch_size=args.batch_size, lr=args.lr,
                                          weight_decay=args.weight_decay, seed=args.seed, world_size=args.parallel,
                                          threads_per_process=threads, device=device, timeout=7 * 24 * 3600,
-                                         log_epochs=True, bf16=args.bf16)
+                                         log_epochs=True, bf16=args.bf16, progress=not args.no_progress)
     train_seconds = time.perf_counter() - t0
     final = evaluate_runs(trained, test, runs=args.eval_runs, seed=args.seed, device=device)
     total_seconds = time.perf_counter() - t0
@@ -168,6 +171,68 @@ def _train_block_parallel(args, model, train, test, epochs, device, smoke, n_par
     return _write_report(args, trained, train, test, smoke, n_params, info["history"], final, train_seconds,
                          wall_seconds_with_evaluation=total_seconds,
                          parallel={k: v for k, v in info.items() if k != "history"})
+
+
+def _launched_by_torchrun() -> bool:
+    """True inside a process that ``torchrun`` (torch's launcher) started as one of several ranks."""
+    return "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _parallel_settings(args, model, train) -> tuple[dict, str]:
+    if args.variant != "dt":
+        raise ValueError(f"block-parallel training is for NoProp-DT only; --variant {args.variant} trains end to end "
+                         "or shares its network between the steps")
+    for flag, value in (("--fast", args.fast), ("--checkpoint", args.checkpoint), ("--max-minutes", args.max_minutes)):
+        if value:
+            raise ValueError(f"{flag} cannot be combined with block-parallel training")
+    cfg = model.config()
+    kw = {"image_shape": train.image_shape, "num_classes": train.num_classes, "T": args.T, "block": args.model,
+          "embedding": args.embedding, "schedule": model.schedule, "eta": cfg["eta"], "embed_dim": args.embed_dim}
+    return kw, cfg
+
+
+def _train_as_a_rank(args, model, train, test, epochs, device, smoke, n_params) -> int:
+    """``torchrun --nproc-per-node N [--nnodes M ...] -m nplib train ...``: this process is one rank.
+
+    torchrun has set RANK, WORLD_SIZE and the rendezvous; each rank trains its share of the blocks
+    (:func:`nplib.speed.parallel.train_rank`) with this process's torch threads (torchrun sets
+    ``OMP_NUM_THREADS=1`` unless you set it), and rank 0 scores the gathered model and writes the report.
+    """
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    from nplib.speed.parallel import rank_config, state_digest, train_rank
+    from nplib.train import evaluate_runs
+
+    kw, _ = _parallel_settings(args, model, train)
+    world = int(os.environ["WORLD_SIZE"])
+    cfg = rank_config(epochs=epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      seed=args.seed, threads_per_process=torch.get_num_threads(), device=device,
+                      timeout=7 * 24 * 3600, log_epochs=True, bf16=args.bf16, progress=not args.no_progress,
+                      world_size=world)
+    print(f"block-parallel under torchrun: {world} ranks x {cfg['threads_per_process']} thread(s), no gradient "
+          f"exchanged (the result equals one process with {cfg['threads_per_process']} thread(s), bit for bit on a CPU)")
+    t0 = time.perf_counter()
+    dist.init_process_group(cfg["backend"], timeout=datetime.timedelta(seconds=cfg["timeout"]))
+    try:
+        out = train_rank(kw, train, cfg)
+    finally:
+        dist.destroy_process_group()
+    if out is None:
+        return 0
+    train_seconds = time.perf_counter() - t0
+    model.load_state_dict(out["state"])
+    model.eval()
+    final = evaluate_runs(model, test, runs=args.eval_runs, seed=args.seed, device=device)
+    total_seconds = time.perf_counter() - t0
+    print(f"final test accuracy: {100 * final['mean']:.2f} +- {100 * final['se']:.2f} % "
+          f"(stochastic chain, mean +- s.e. over {args.eval_runs} runs); noise-free {100 * final['noise_free']:.2f} %")
+    return _write_report(args, model, train, test, smoke, n_params, out["history"], final, train_seconds,
+                         wall_seconds_with_evaluation=total_seconds,
+                         parallel={"world_size": world, "launcher": "torchrun", "ranks": out["ranks"],
+                                   "threads_per_process": cfg["threads_per_process"], "backend": cfg["backend"]})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--embedding", default="onehot", choices=["onehot", "learned", "prototype"])
     t.add_argument("--embed-dim", type=int, default=None)
     t.add_argument("--schedule", default="cosine", choices=["cosine", "linear", "equal_mass"],
-                   help="noise schedule; equal_mass: every block gets the same noise-level mass (nplib.chain)")
+                   help="noise schedule; equal_mass: every block gets the same noise-level mass (nplib.lab.chain)")
     t.add_argument("--alpha-bar-max", type=float, default=0.99)
     t.add_argument("--eta", type=float, default=None, help="denoising loss weight (DT default 0.1)")
     t.add_argument("--inference-steps", type=int, default=1000,
@@ -210,14 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     t.add_argument("--fast", action="store_true",
-                   help="NoProp-DT with a fixed embedding: train the T blocks side by side (nplib.fast; same "
+                   help="NoProp-DT with a fixed embedding: train the T blocks side by side (nplib.speed.fast; same "
                         "numbers as the loop, more memory)")
     t.add_argument("--parallel", type=int, default=0, metavar="N",
                    help="NoProp-DT with a fixed embedding: split the blocks over N processes (N >= 2), each "
                         "with --threads/N threads; the fastest way to use several CPU cores")
     t.add_argument("--no-tune-malloc", action="store_true",
                    help="keep glibc's malloc defaults on a CPU (by default the allocator reuses freed tensor memory, "
-                        "see nplib/cpu.py)")
+                        "see nplib/speed/cpu.py)")
     t.add_argument("--bf16", action="store_true",
                    help="train under bfloat16 autocast (faster on CPUs with bf16 support; evaluation stays float32)")
     t.add_argument("--train-eval-size", type=int, default=10_000,

@@ -94,10 +94,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import BlockConfig, conv_path
-from .devices import draw_device, rand, randn, randperm
-from .embeddings import LabelEmbedding
-from .models import EmbeddingModelMixin
+from nplib.blocks import BlockConfig, conv_path
+from nplib.devices import draw_device, rand, randn, randperm
+from nplib.embeddings import LabelEmbedding
+from nplib.models import EmbeddingModelMixin
 
 __all__ = ["LearnedSchedule", "ContinuousNet", "NoPropCT", "NoPropFM", "build", "sinusoidal_embedding",
            "stratified_times", "ct_step_coefficients", "fm_target", "fm_path", "euler_integrate"]

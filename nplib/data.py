@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["DATASETS", "DatasetNotFoundError", "file_digest", "TensorData", "TensorLoader", "data_root", "smoke_mode",
-           "load_dataset", "load_train_test", "SMOKE_SIZES", "CIFAR_FILES", "write_synthetic_cifar"]
+           "load_dataset", "load_train_test", "SMOKE_SIZES", "CIFAR_FILES", "write_synthetic_cifar", "runs_dir", "shown_path"]
 
 #: name -> (torchvision class name, image shape, classes, per-channel mean, per-channel std)
 DATASETS = {
@@ -309,3 +309,37 @@ def write_synthetic_cifar(root: str | Path, which: str = "cifar10", per_file: in
     with open(folder / meta, "wb") as fh:
         pickle.dump(names, fh)
     return folder
+
+
+def shown_path(path: Path, env: str | None = None) -> str:
+    """A path as a notebook prints it, without the machine's folder names (outputs are committed).
+
+    Relative to the working directory when below its parent (``../runs`` from notebooks/), else
+    ``$ENV`` when the environment variable ``env`` chose it, else ``~/...`` below the home folder,
+    else the folder's name only (``.../data``).
+    """
+    path = Path(path).resolve()
+    here = Path.cwd().resolve()
+    for base, prefix in ((here, ""), (here.parent, "../")):
+        try:
+            rel = path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+        return (prefix + rel) if rel != "." else (prefix.rstrip("/") or ".")
+    if env and os.environ.get(env) and Path(os.environ[env]).expanduser().resolve() == path:
+        return f"${env}"
+    try:
+        return "~/" + path.relative_to(Path.home().resolve()).as_posix()
+    except (ValueError, RuntimeError):
+        return f".../{path.name}"
+
+
+def runs_dir() -> Path:
+    """Where notebooks keep checkpoints and result files: ``$NPLIB_RUNS`` or ``<repo>/runs``."""
+    env = os.environ.get("NPLIB_RUNS")
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").exists() and (repo / "nplib").is_dir():
+        return repo / "runs"
+    return Path.cwd() / "runs"

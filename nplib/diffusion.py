@@ -27,8 +27,8 @@ import math
 
 import torch
 
-from .devices import randn_like_on
-from .schedules import DTSchedule
+from nplib.devices import randn_like_on
+from nplib.schedules import DTSchedule
 
 __all__ = ["q_sample", "posterior_step", "kl_prior", "check_t"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .devices import draw_device, randperm
+from nplib.devices import draw_device, randperm
 
 __all__ = ["LabelEmbedding", "class_medoids", "EMBEDDING_KINDS"]
 

@@ -42,10 +42,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import TensorData, TensorLoader
-from .devices import make_generator, model_device, randn, randperm
-from .diffusion import posterior_step
-from .models import BackpropBaseline, NoPropDT
+from nplib.data import TensorData, TensorLoader
+from nplib.devices import make_generator, model_device, randn, randperm
+from nplib.diffusion import posterior_step
+from nplib.models import BackpropBaseline, NoPropDT
 
 __all__ = ["Z_MODES", "run_chain", "classify_batch", "chain_predictions", "per_step_accuracy",
            "ablation", "ABLATION_LABELS", "confusion_matrix", "mean_se", "estimate_epoch_seconds",

@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import BlockConfig, DenoisingBlock
-from .devices import randn
-from .diffusion import kl_prior, posterior_step, q_sample
-from .embeddings import LabelEmbedding
-from .schedules import DTSchedule, make_schedule
+from nplib.blocks import BlockConfig, DenoisingBlock
+from nplib.devices import randn
+from nplib.diffusion import kl_prior, posterior_step, q_sample
+from nplib.embeddings import LabelEmbedding
+from nplib.schedules import DTSchedule, make_schedule
 
 __all__ = ["NoPropDT", "BackpropBaseline", "build_embedding", "EmbeddingModelMixin"]
 
@@ -212,7 +212,7 @@ class NoPropDT(_BlockStack):
         Random numbers: one draw from the global generator per minibatch gives a base seed; block
         t and the t-th classifier update then draw their noise (and dropout masks) from their own
         streams seeded by (base, t). A process that trains only some ``blocks`` (block-parallel
-        training, :mod:`nplib.parallel`) therefore computes exactly what the single process computes
+        training, :mod:`nplib.speed.parallel`) therefore computes exactly what the single process computes
         for those blocks. ``shared=False`` skips the classifier / W_embed updates.
         Returns the mean losses as floats.
         """

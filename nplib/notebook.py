@@ -4,39 +4,16 @@ Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 0.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .data import data_root, smoke_mode
-from .train import hardware_info, set_seed
+from nplib.course.links import COLAB_EXTRA, REPO_URL, colab_install_hint  # noqa: F401 (re-exported)
+from nplib.data import data_root, runs_dir, shown_path, smoke_mode  # noqa: F401 (re-exported)
+from nplib.train import hardware_info, set_seed
 
 __all__ = ["Setup", "setup", "runs_dir", "shown_path", "REPO_URL", "COLAB_EXTRA", "colab_install_hint", "check_near"]
-
-#: Where the course lives: the ONE place that names the repository. The Colab badges and the Colab
-#: install cell of every notebook are written from it (see README.md, "Colab"); change it here.
-REPO_URL = "https://github.com/nplib/noprop-course"
-
-#: The extra that the Colab install names: what a Colab runtime lacks (empty today, see pyproject.toml).
-COLAB_EXTRA = "colab"
-
-
-def colab_install_hint(repo_url: str | None = None) -> str:
-    """The arguments that follow ``%pip `` in every notebook's Colab install cell.
-
-    Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 0. Installs nplib from
-    ``REPO_URL`` (``repo_url`` overrides it) with the ``colab`` extra and nothing else: every other
-    requirement is already satisfied by Colab's preinstalled packages, so pip upgrades none of them
-    (Colab does not render ipywidgets 8 widgets, and upgrading ipykernel in a live runtime can crash
-    it). tests/test_colab.py checks that this install moves none of Colab's pins.
-    """
-    url = (REPO_URL if repo_url is None else repo_url).rstrip("/")
-    if not url.startswith(("https://", "http://", "file://", "ssh://")) or "'" in url or " " in url:
-        raise ValueError(f"repo_url must be an http(s), ssh or file URL without quotes or spaces, got {url!r}")
-    return f"install -q 'nplib[{COLAB_EXTRA}] @ git+{url}'"
-
 
 @dataclass
 class Setup:
@@ -56,46 +33,12 @@ class Setup:
                 f"runs (checkpoints, results): {shown_path(self.runs, 'NPLIB_RUNS')}")
 
 
-def shown_path(path: Path, env: str | None = None) -> str:
-    """A path as a notebook prints it, without the machine's folder names (outputs are committed).
-
-    Relative to the working directory when below its parent (``../runs`` from notebooks/), else
-    ``$ENV`` when the environment variable ``env`` chose it, else ``~/...`` below the home folder,
-    else the folder's name only (``.../data``).
-    """
-    path = Path(path).resolve()
-    here = Path.cwd().resolve()
-    for base, prefix in ((here, ""), (here.parent, "../")):
-        try:
-            rel = path.relative_to(base).as_posix()
-        except ValueError:
-            continue
-        return (prefix + rel) if rel != "." else (prefix.rstrip("/") or ".")
-    if env and os.environ.get(env) and Path(os.environ[env]).expanduser().resolve() == path:
-        return f"${env}"
-    try:
-        return "~/" + path.relative_to(Path.home().resolve()).as_posix()
-    except (ValueError, RuntimeError):
-        return f".../{path.name}"
-
-
-def runs_dir() -> Path:
-    """Where notebooks keep checkpoints and result files: ``$NPLIB_RUNS`` or ``<repo>/runs``."""
-    env = os.environ.get("NPLIB_RUNS")
-    if env:
-        return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "pyproject.toml").exists() and (repo / "nplib").is_dir():
-        return repo / "runs"
-    return Path.cwd() / "runs"
-
-
 def setup(seed: int = 0, device: str | None = None) -> Setup:
     """Seed everything, pick the device, report the data root and the mode; print and return it.
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 0.
     """
-    from .cpu import fit_threads_to_cpus
+    from nplib.speed.cpu import fit_threads_to_cpus
 
     fit_threads_to_cpus()  # no more torch threads than CPUs this process may use (containers)
     set_seed(seed)

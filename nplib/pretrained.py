@@ -73,7 +73,7 @@ def checkpoint_path(name: str) -> Path:
 
 def sha256(path: str | Path) -> str:
     """The SHA-256 hex digest of a file."""
-    from .data import file_digest
+    from nplib.data import file_digest
 
     return file_digest(path, "sha256")
 
@@ -129,7 +129,7 @@ def build(name: str, device: str | torch.device | None = None):
 
     Works for the classifiers trained by ``python -m nplib train`` (DT, backprop, CT, FM).
     """
-    from .builder import build_model
+    from nplib.builder import build_model
 
     m = manifest(name)
     b = m.get("build")
@@ -163,7 +163,7 @@ def load_or_train(name: str, model: torch.nn.Module, train: Callable[[], list], 
     ``"checkpoint"`` or ``"trained"``; with a checkpoint the history is the recorded one. Quick
     mode (``smoke``, default :func:`nplib.data.smoke_mode`) always trains.
     """
-    from .data import smoke_mode
+    from nplib.data import smoke_mode
 
     say = log or (lambda s: None)
     smoke = smoke_mode() if smoke is None else smoke
@@ -207,8 +207,8 @@ def export_cli_run(name: str, checkpoint: str | Path, report: str | Path, direct
     holds optimizer states, not shipped), and writes it with :func:`save`. The recorded metric is
     the report's ``final_test_accuracy``.
     """
-    from .builder import build_model
-    from .train import load_checkpoint
+    from nplib.builder import build_model
+    from nplib.train import load_checkpoint
 
     rep = json.loads(Path(report).read_text())
     cfg = rep["config"]

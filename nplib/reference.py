@@ -51,8 +51,8 @@ def load_result(name: str) -> dict:
 def write_result(path, result: dict, indent: int = 1, end: str = "\n") -> Path:
     """Write a command's result file (``--out``): make its folder, write ``result`` as JSON, say where.
 
-    Used by ``python -m nplib ablation``, ``block-alone``, ``chain-remedy``, ``python -m nplib.cpu`` and
-    ``python -m nplib.fast``. A shipped file is refreshed by copying such a file into ``nplib/results/``.
+    Used by ``python -m nplib ablation``, ``block-alone``, ``chain-remedy``, ``python -m nplib.speed.cpu`` and
+    ``python -m nplib.speed.fast``. A shipped file is refreshed by copying such a file into ``nplib/results/``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

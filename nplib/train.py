@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data import TensorData, TensorLoader
-from .devices import make_generator, model_device
+from nplib.data import TensorData, TensorLoader
+from nplib.devices import make_generator, model_device
 
 __all__ = ["set_seed", "accuracy", "evaluate", "evaluate_runs", "fit", "save_checkpoint",
            "load_checkpoint", "hardware_info", "format_history_row", "HISTORY_HEADER", "trained_models"]

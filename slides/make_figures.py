@@ -1088,7 +1088,7 @@ def fig_chain_blocks(out: Path, results: dict) -> None:
 
 def chain_tex(results: dict) -> str:
     r"""Macros ``\NumCh...`` for the numbers of part 13; '?' where a file or a key is missing."""
-    from nplib.chain import signal_shares
+    from nplib.lab.chain import signal_shares
 
     macros = {}
 

@@ -1,4 +1,4 @@
-"""nplib.ablation: every number of the table checked against SPY blocks whose answers the test chooses.
+"""nplib.lab.ablation: every number of the table checked against SPY blocks whose answers the test chooses.
 
 The spies answer from a table indexed by (step, kind of latent they receive, example), where the
 example's index is written into pixel (0, 0) of its image and the kind of latent is "zero" (all
@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from nplib import ablation as A
+from nplib.lab import ablation as A
 from nplib.data import TensorData
 from nplib.models import BackpropBaseline, NoPropDT
 from nplib.schedules import DTSchedule

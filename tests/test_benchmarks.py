@@ -1,4 +1,4 @@
-"""The benchmarks (nplib.bench, ``python -m nplib bench``) and the measurements behind them (nplib.parallel)."""
+"""The benchmarks (nplib.lab.bench, ``python -m nplib bench``) and the measurements behind them (nplib.speed.parallel)."""
 import json
 import subprocess
 import sys
@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from nplib import bench, reference
+from nplib.lab import bench
+
+from nplib import reference
 from nplib.cli import main as cli_main
-from nplib.parallel import measure_inference_latency, measure_throughput, measure_training_memory
+from nplib.speed.parallel import measure_inference_latency, measure_throughput, measure_training_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +36,7 @@ def test_noprop_keeps_one_blocks_activations_and_backprop_all_of_them():
     NoProp-DT frees block t's graph before block t+1, so its peak is about one block's; backprop
     keeps all T blocks until its one backward pass. Both save about the same bytes in total.
     """
-    from nplib.parallel import saved_activation_peak
+    from nplib.speed.parallel import saved_activation_peak
 
     T = 4
     dt = saved_activation_peak("noprop", "small", batch_size=8, T=T)

@@ -1,13 +1,13 @@
-"""nplib.chain: signal shares, the equal-mass schedule (DiffusionBlocks' partition), block 1 trained alone.
+"""nplib.lab.chain: signal shares, the equal-mass schedule (DiffusionBlocks' partition), block 1 trained alone.
 
-Every expected value is computed here independently (math.erf, hand formulas), not with nplib.chain.
+Every expected value is computed here independently (math.erf, hand formulas), not with nplib.lab.chain.
 """
 import math
 
 import pytest
 import torch
 
-from nplib import chain
+from nplib.lab import chain
 from nplib.blocks import BlockConfig
 from nplib.data import TensorData
 from nplib.schedules import DTSchedule, make_schedule

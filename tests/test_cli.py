@@ -101,6 +101,7 @@ def test_train_parallel_equals_one_process_with_the_same_threads(tmp_path):
     assert r1.returncode == 0, r1.stderr
     par, one = (json.loads((tmp_path / f).read_text()) for f in ("par.json", "one.json"))
     assert par["history"][0]["loss"] == pytest.approx(one["history"][0]["loss"], rel=1e-9)
+    assert par["model_sha256"] == one["model_sha256"]          # every parameter and buffer, bit for bit
     # the final evaluation runs with 2 threads after --parallel and 1 thread in the single process, so a few of
     # the 500 quick-mode test images may flip; the training itself is checked exactly by the loss above
     assert par["final_test_accuracy"]["noise_free"] == pytest.approx(one["final_test_accuracy"]["noise_free"],
@@ -112,8 +113,52 @@ def test_train_parallel_equals_one_process_with_the_same_threads(tmp_path):
 def test_train_parallel_refuses_what_it_cannot_split(tmp_path):
     out = str(tmp_path / "x.json")
     r = run("train", "--variant", "backprop", "--parallel", "2", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "--parallel trains NoProp-DT only" in r.stderr
+    assert r.returncode == 2 and "block-parallel training is for NoProp-DT only" in r.stderr
     r = run("train", "--parallel", "2", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "--fast cannot be combined with --parallel" in r.stderr
+    assert r.returncode == 2 and "--fast cannot be combined with block-parallel training" in r.stderr
     r = run("train", "--parallel", "1", "--out", out, env={"NPLIB_SMOKE": "1"})
     assert r.returncode == 2 and "at least 2" in r.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _torchrun(*args, out, env):
+    """``torchrun ARGS -m nplib train ...`` as a subprocess (``python -m torch.distributed.run`` is torchrun)."""
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *args, "-m", "nplib", *TORCHRUN_TRAIN,
+                             "--out", str(out)], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+TORCHRUN_TRAIN = ["train", "--dataset", "mnist", "--model", "small", "--T", "4", "--eval-runs", "1", "--no-progress",
+                  "--train-eval-size", "0"]
+
+
+@pytest.mark.slow
+def test_torchrun_on_one_node_and_on_two_loopback_nodes_equals_one_process(tmp_path):
+    """torch's own launcher: 2 ranks on one node, and 2 nodes of 1 rank each (two launchers on 127.0.0.1),
+    give the model of one process with one thread, bit for bit (every parameter and buffer)."""
+    env = {"NPLIB_SMOKE": "1", "OMP_NUM_THREADS": "1"}
+    one = run(*TORCHRUN_TRAIN, "--threads", "1", "--out", str(tmp_path / "one.json"), env=env)
+    assert one.returncode == 0, one.stderr
+    node = _torchrun("--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+                     out=tmp_path / "node.json", env=env)
+    out, err = node.communicate(timeout=600)
+    assert node.returncode == 0, err[-3000:]
+    assert "block-parallel under torchrun: 2 ranks x 1 thread(s)" in out
+    port = _free_port()
+    nodes = [_torchrun("--nnodes", "2", "--node-rank", str(r), "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
+                       "--master-port", str(port), out=tmp_path / f"two_{r}.json", env=env) for r in (0, 1)]
+    for p in nodes:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    reports = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("one", "node", "two_0")}
+    assert not (tmp_path / "two_1.json").exists()                       # only global rank 0 writes the report
+    assert reports["node"]["parallel"]["launcher"] == "torchrun" and reports["two_0"]["parallel"]["world_size"] == 2
+    assert reports["node"]["model_sha256"] == reports["one"]["model_sha256"]
+    assert reports["two_0"]["model_sha256"] == reports["one"]["model_sha256"]

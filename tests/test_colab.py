@@ -203,7 +203,7 @@ def run_notebook_alone(colab_env, name: str) -> dict:
     if not _RUNS:
         from concurrent.futures import ThreadPoolExecutor
 
-        from nplib.cpu import usable_cpus
+        from nplib.speed.cpu import usable_cpus
 
         site = lambda: _digest(sorted(p for sub in ("results", "checkpoints")
                                       for p in (colab_env["site"] / sub).rglob("*")))

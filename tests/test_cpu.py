@@ -1,7 +1,7 @@
-"""nplib.cpu: the malloc tuning (the same numbers) and the side-by-side CPU benchmark.
+"""nplib.speed.cpu: the malloc tuning (the same numbers) and the side-by-side CPU benchmark.
 
 How much faster the tuning makes a step is a measurement, not a property: `python -m nplib bench` and
-nplib.cpu.measure_cpu_options report it; no test here asserts a time or a page-fault count.
+nplib.speed.cpu.measure_cpu_options report it; no test here asserts a time or a page-fault count.
 """
 import json
 import os
@@ -12,13 +12,13 @@ import sys
 import pytest
 import torch
 
-from nplib.cpu import CPU_OPTIONS, FAST_MALLOC_ENV, measure_cpu_options
+from nplib.speed.cpu import CPU_OPTIONS, FAST_MALLOC_ENV, measure_cpu_options
 
 
 CHILD = r"""
 import json, sys, torch
 if sys.argv[1] == "tuned":
-    from nplib.cpu import tune_malloc
+    from nplib.speed.cpu import tune_malloc
     assert tune_malloc(export=False)
 torch.set_num_threads(1)
 from nplib.models import NoPropDT
@@ -58,7 +58,7 @@ def test_cpu_option_benchmark_reports_every_configuration():
 
 
 def test_usable_cpus_follows_the_affinity_mask_and_the_cgroup_quota(tmp_path, monkeypatch):
-    from nplib.cpu import usable_cpus
+    from nplib.speed.cpu import usable_cpus
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     quota = tmp_path / "cpu.max"
@@ -74,7 +74,7 @@ def test_usable_cpus_follows_the_affinity_mask_and_the_cgroup_quota(tmp_path, mo
 
 
 def test_fit_threads_lowers_but_never_raises_torch_threads(monkeypatch):
-    import nplib.cpu as cpu
+    import nplib.speed.cpu as cpu
 
     old = torch.get_num_threads()
     try:

@@ -26,7 +26,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from nplib import evaluation as ev
-from nplib import plots
+from nplib.course import plots
 from nplib.blocks import BlockConfig
 from nplib.continuous import (ContinuousNet, LearnedSchedule, NoPropCT, NoPropFM, ct_step_coefficients,
                               fm_path, stratified_times)

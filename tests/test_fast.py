@@ -1,4 +1,4 @@
-"""The batched NoProp-DT fast path (nplib.fast) against the per-block loop of NoPropDT.training_step.
+"""The batched NoProp-DT fast path (nplib.speed.fast) against the per-block loop of NoPropDT.training_step.
 
 Exactness is checked in float64: in float32 the parameters whose exact gradient is zero (the bias of
 a layer followed by batch norm, and any batch-constant shift in front of the head's batch norm) get
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nplib.data import TensorData
-from nplib.fast import FastDTTrainer, check_fast_supported
+from nplib.speed.fast import FastDTTrainer, check_fast_supported
 from nplib.models import BackpropBaseline, NoPropDT
 from nplib.train import fit
 

@@ -96,3 +96,32 @@ def test_the_reader_finds_relative_and_absolute_imports(tmp_path):
 def test_no_import_circle_in_nplib():
     cycle = find_cycle(graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+CORE = {"nplib.devices", "nplib.schedules", "nplib.embeddings", "nplib.diffusion", "nplib.blocks", "nplib.models",
+        "nplib.continuous", "nplib.builder", "nplib.data", "nplib.evaluation", "nplib.pretrained", "nplib.reference",
+        "nplib.train"}
+WINGS = ("nplib.speed", "nplib.timeseries", "nplib.lab", "nplib.course")
+FACES = {"nplib.cli", "nplib.notebook", "nplib.__main__"}
+
+
+def layer(name: str) -> str:
+    if name in CORE:
+        return "core"
+    if name in FACES:
+        return "face"
+    for w in WINGS:
+        if name == w or name.startswith(w + "."):
+            return w
+    return "package" if name == "nplib" else "unplaced"
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in graph() if layer(m) == "unplaced"] == [], "add the module to CORE, a wing, or the faces"
+
+
+def test_the_core_imports_no_wing_and_no_wing_imports_a_face():
+    g = graph()
+    up = [f"{a} -> {b}" for a, bs in g.items() for b in bs
+          if (layer(a) == "core" and layer(b) != "core") or (layer(a) in WINGS and layer(b) == "face")]
+    assert up == [], "imports that run up: " + ", ".join(sorted(up))

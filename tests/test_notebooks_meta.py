@@ -1,6 +1,6 @@
 """Notebook headers: every notebook's Colab badge opens its student copy (solved one linked), its
 setup cell installs from nplib.notebook's constants, its kernelspec is Python 3; the README course
-map links the student copies; nplib.student.sync_notebook_header / sync_readme rewrite all of it."""
+map links the student copies; nplib.course.student.sync_notebook_header / sync_readme rewrite all of it."""
 import json
 import re
 from pathlib import Path
@@ -9,23 +9,23 @@ from urllib.parse import urlparse
 import nbformat
 import pytest
 
-import nplib.notebook
+import nplib.course.links
 from nplib import cli
-from nplib.student import KERNELSPEC, colab_url, github_repo, sync_notebook_header, sync_readme
+from nplib.course.student import KERNELSPEC, colab_url, github_repo, sync_notebook_header, sync_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _expected_urls(stem, repo_url=None):
-    """Built here from REPO_URL, independently of nplib.student."""
-    org, repo = urlparse(repo_url or nplib.notebook.REPO_URL).path.strip("/").split("/")[:2]
+    """Built here from REPO_URL, independently of nplib.course.student."""
+    org, repo = urlparse(repo_url or nplib.course.links.REPO_URL).path.strip("/").split("/")[:2]
     base = f"https://colab.research.google.com/github/{org}/{repo}/blob/main"
     return f"{base}/student/{stem}.ipynb", f"{base}/notebooks/{stem}.ipynb"
 
 
 def _expected_install():
-    hint = nplib.notebook.colab_install_hint()
+    hint = nplib.course.links.colab_install_hint()
     assert hint.startswith("install "), hint
     return f'get_ipython().run_line_magic("pip", "{hint}")'
 
@@ -100,7 +100,7 @@ def _write_pair(folder: Path, py_text=OLD_PY, stem="01_demo"):
 
 
 def test_sync_notebook_header_rewrites_both_files_from_the_constants(tmp_path, monkeypatch):
-    monkeypatch.setattr(nplib.notebook, "REPO_URL", "https://github.com/someone/moved-course")
+    monkeypatch.setattr(nplib.course.links, "REPO_URL", "https://github.com/someone/moved-course")
     py, ipynb = _write_pair(tmp_path)
     assert sync_notebook_header(py) == [py, ipynb]
     student, solved = _expected_urls("01_demo", "https://github.com/someone/moved-course")
@@ -149,7 +149,7 @@ Other text with a | pipe |.
 
 
 def test_sync_readme_links_student_copies_and_solved_notebooks(tmp_path, monkeypatch):
-    monkeypatch.setattr(nplib.notebook, "REPO_URL", "https://github.com/someone/moved-course")
+    monkeypatch.setattr(nplib.course.links, "REPO_URL", "https://github.com/someone/moved-course")
     readme = tmp_path / "README.md"
     readme.write_text(README, encoding="utf-8")
     assert sync_readme(readme) is True

@@ -1,10 +1,10 @@
-"""Block-parallel NoProp-DT training (nplib.parallel): splitting, refusals, exactness."""
+"""Block-parallel NoProp-DT training (nplib.speed.parallel): splitting, refusals, exactness."""
 import pytest
 import torch
 
 from nplib import BackpropBaseline, NoPropDT
 from nplib.data import TensorLoader
-from nplib.parallel import (check_parallelisable, max_abs_difference, models_equal, split_blocks,
+from nplib.speed.parallel import (check_parallelisable, max_abs_difference, models_equal, split_blocks,
                             synthetic_data, train_block_parallel, train_single)
 from nplib.train import fit, set_seed
 
@@ -108,26 +108,3 @@ def test_fresh_process_reference_equals_the_in_process_one(data):
     assert seconds > 0 and models_equal(fresh, ref)[0]
     with pytest.raises(ValueError):
         train_single(KW, data, epochs=0, fresh_process=True)
-
-
-def test_rank_zero_leaves_the_process_group_last(tmp_path):
-    """Rank 0 hosts the TCP store: the other ranks leave first and say so; rank 0 leaves after them.
-
-    The order is the property (what each destroy call saw on disk); no wall-clock window is asserted.
-    """
-    from types import SimpleNamespace
-
-    from nplib.parallel import _leave_in_order
-
-    calls = []
-    fake = SimpleNamespace(destroy_process_group=lambda: calls.append(("destroy", sorted(
-        p.name for p in tmp_path.iterdir()))))
-    _leave_in_order(fake, 0, 3, tmp_path, wait=0.05)      # nobody has left: rank 0 gives up waiting, then leaves
-    assert calls == [("destroy", [])]
-    calls.clear()
-    _leave_in_order(fake, 1, 3, tmp_path)                  # rank 1 leaves, then drops its marker
-    _leave_in_order(fake, 2, 3, tmp_path)
-    assert calls == [("destroy", []), ("destroy", ["left_1"])]
-    calls.clear()
-    _leave_in_order(fake, 0, 3, tmp_path, wait=600)        # both markers there: rank 0 leaves at once
-    assert calls == [("destroy", ["left_1", "left_2"])]

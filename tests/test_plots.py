@@ -1,4 +1,4 @@
-"""nplib.plots and nplib.widgets: figures are built, have the expected axes and artists, bad input is refused."""
+"""nplib.course.plots and nplib.course.widgets: figures are built, have the expected axes and artists, bad input is refused."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from nplib import plots  # noqa: E402
+from nplib.course import plots  # noqa: E402
 from nplib.schedules import DTSchedule, make_schedule  # noqa: E402
 
 
@@ -162,7 +162,7 @@ def test_images_and_loss_curve():
 
 def test_widgets_call_the_plot_functions(monkeypatch):
     pytest.importorskip("ipywidgets")
-    from nplib import widgets
+    from nplib.course import widgets
 
     calls = []
     orig = plots.plot_schedule_explorer
@@ -180,7 +180,7 @@ def test_widgets_call_the_plot_functions(monkeypatch):
 
 def test_schedule_explorer_reports_invalid_settings(capsys):
     pytest.importorskip("ipywidgets")
-    from nplib import widgets
+    from nplib.course import widgets
 
     # cosine, T = 30, clip 0.99: the last steps are all clipped to 0.99, which the schedule rejects
     with pytest.raises(ValueError):
@@ -194,7 +194,7 @@ def _texts(fig):
 
 
 def test_data_flow_draws_the_course_names():
-    from nplib import diagrams
+    from nplib.course import diagrams
 
     fig = diagrams.plot_data_flow(T=10, t=5)
     train_ax, infer_ax = fig.axes
@@ -211,7 +211,7 @@ def test_data_flow_draws_the_course_names():
 
 
 def test_data_flow_small_T_draws_every_block_and_one_part():
-    from nplib import diagrams
+    from nplib.course import diagrams
 
     fig = diagrams.plot_data_flow(T=3, which="inference")
     (ax,) = fig.axes
@@ -225,7 +225,7 @@ def test_data_flow_small_T_draws_every_block_and_one_part():
 @pytest.mark.parametrize("kwargs", [{"T": 0}, {"T": 2.5}, {"T": True}, {"T": "10"}, {"T": 10, "t": 0},
                                     {"T": 10, "t": 11}, {"T": 10, "which": "backward"}])
 def test_data_flow_rejects_bad_input(kwargs):
-    from nplib import diagrams
+    from nplib.course import diagrams
 
     with pytest.raises(ValueError):
         diagrams.plot_data_flow(**kwargs)

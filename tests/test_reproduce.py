@@ -8,7 +8,7 @@ import pytest
 
 from nplib import cli
 from nplib import data as D
-from nplib import reproduce as R
+from nplib.lab import reproduce as R
 
 
 def run(*args, env=None):

@@ -1,4 +1,4 @@
-"""nplib.student: student copies (solutions dropped, stub outputs cleared, other outputs kept, no leak,
+"""nplib.course.student: student copies (solutions dropped, stub outputs cleared, other outputs kept, no leak,
 deterministic), the committed copies in student/ are up to date, and a student copy runs top to bottom
 with only the stubs' NotImplementedError."""
 from pathlib import Path
@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from nplib import cli
-from nplib.student import make_student_copies, stale_student_copies, student_notebook, student_text
+from nplib.course.student import make_student_copies, stale_student_copies, student_notebook, student_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLVED = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

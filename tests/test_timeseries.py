@@ -1,4 +1,4 @@
-"""Tests of the time-series modules (nplib.ett, forecast_baselines, forecaster, forecast_intervals,
+"""Tests of the time-series modules (nplib.timeseries.ett, forecast_baselines, forecaster, forecast_intervals,
 forecast_experiment; used here through their re-exports in nplib.timeseries) and the ``forecast``
 command (notebook 07)."""
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nplib import forecast_experiment
+from nplib.timeseries import forecast_experiment
 from nplib import timeseries as ts
 from nplib.data import DatasetNotFoundError, data_root
 

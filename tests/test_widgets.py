@@ -1,4 +1,4 @@
-"""nplib.widgets under the installed ipywidgets (8 here; tests/test_colab.py runs the same checks under
+"""nplib.course.widgets under the installed ipywidgets (8 here; tests/test_colab.py runs the same checks under
 Colab's 7.7.1): each explorer draws its default view exactly once, and an executed notebook keeps that
 view as a PNG next to the widget view."""
 import base64
@@ -10,7 +10,7 @@ import pytest
 
 ipywidgets = pytest.importorskip("ipywidgets")
 
-from nplib import plots, widgets  # noqa: E402
+from nplib.course import plots, widgets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Interactive explorers: thin ``ipywidgets.interact`` wrappers around :mod:`nplib.plots`.
+"""Interactive explorers: thin ``ipywidgets.interact`` wrappers around :mod:`nplib.course.plots`.
 
 Introduced in notebooks/01_forward_diffusion_on_label_embeddings (section 5) and
 notebooks/02_noise_schedules_and_snr (section 7).
@@ -7,7 +7,7 @@ Only core widgets (sliders, dropdowns) and inline matplotlib are used, and only 
 ipywidgets 7.7 and 8 share (``interactive``), so the explorers work in Jupyter and on Colab (which
 renders ipywidgets 7 only, its preinstalled 7.7.1) without extra set-up. Each explorer draws its
 default view once when it is built, with or without a browser, so the test suite covers the drawing
-code; the drawing itself lives in plain, unit-tested functions of :mod:`nplib.plots`.
+code; the drawing itself lives in plain, unit-tested functions of :mod:`nplib.course.plots`.
 
 A static copy of an executed notebook (GitHub, nbviewer, a headless run) shows the default view: the
 widget is displayed as one output that holds the widget view AND a PNG of the default figure. A
@@ -23,8 +23,8 @@ import sys
 
 import matplotlib.pyplot as plt
 
-from . import plots
-from .schedules import SCHEDULE_KINDS, DTSchedule, make_schedule
+from nplib.course import plots
+from nplib.schedules import SCHEDULE_KINDS, DTSchedule, make_schedule
 
 __all__ = ["schedule_explorer", "noised_labels_slider", "CLIP_CHOICES"]
 
@@ -94,7 +94,7 @@ def _display(ui, png: str | None) -> None:
 
 
 def schedule_explorer(kind: str = "cosine", T: int = 10, alpha_bar_max: float = 0.99):
-    """Dropdown (kind), slider (T) and a clipping slider calling :func:`nplib.plots.plot_schedule_explorer`.
+    """Dropdown (kind), slider (T) and a clipping slider calling :func:`nplib.course.plots.plot_schedule_explorer`.
 
     Introduced in notebooks/02_noise_schedules_and_snr, section 7. Displays and returns the
     ``interactive`` widget. A setting that :func:`nplib.schedules.make_schedule` rejects prints the
@@ -124,7 +124,7 @@ def schedule_explorer(kind: str = "cosine", T: int = 10, alpha_bar_max: float = 
 
 
 def noised_labels_slider(W_embed=None, schedule: DTSchedule | None = None, y: int = 3, t: int | None = None):
-    """A slider over t (and a class dropdown) calling :func:`nplib.plots.plot_noised_labels_at`.
+    """A slider over t (and a class dropdown) calling :func:`nplib.course.plots.plot_noised_labels_at`.
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 5. Displays and
     returns the ``interactive`` widget.

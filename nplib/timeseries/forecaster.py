@@ -1,8 +1,8 @@
 r"""The NoProp forecaster (NoProp-DT in the latent space of an autoencoder of futures) and its training.
 
 Introduced in notebooks/07_timeseries_autoencoder, sections 2 and 3. One of the time-series modules
-(:mod:`nplib.timeseries` says where each part lives); it builds on :mod:`nplib.ett` and
-:mod:`nplib.forecast_baselines` (the trend / seasonal decomposition, the supervised loop).
+(:mod:`nplib.timeseries` says where each part lives); it builds on :mod:`nplib.timeseries.ett` and
+:mod:`nplib.timeseries.forecast_baselines` (the trend / seasonal decomposition, the supervised loop).
 
 **The NoProp autoencoder (notebook 07, section 2).** The "label" is the future window ``y``
 (length H). An autoencoder gives it a latent label embedding
@@ -39,7 +39,7 @@ The KL term of the paper is constant once E is frozen, so it is left out of the 
 **The backprop baseline (notebook 07, section 4)**, :class:`BackpropForecaster`: the same blocks
 and decoder trained END TO END with backprop (spec section 5: ``z_t = (1 - alpha_t) z_{t-1} +
 alpha_t u_hat_t``, ``alpha_t = tanh(w_t)``, decoder on ``z_T``, MSE loss), trained by
-:func:`fit_backprop` with the supervised loop of :mod:`nplib.forecast_baselines`.
+:func:`fit_backprop` with the supervised loop of :mod:`nplib.timeseries.forecast_baselines`.
 """
 from __future__ import annotations
 
@@ -53,11 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import devices
-from .diffusion import posterior_step, q_sample
-from .ett import ForecastConfig, ForecastData, _batch, _generator, _pairs, _val_mse, smoke_config  # noqa: F401
-from .forecast_baselines import _fit_supervised, moving_average
-from .schedules import DTSchedule, make_schedule
+from nplib import devices
+from nplib.diffusion import posterior_step, q_sample
+from nplib.timeseries.ett import ForecastConfig, ForecastData, _batch, _generator, _pairs, _val_mse, smoke_config  # noqa: F401
+from nplib.timeseries.forecast_baselines import _fit_supervised, moving_average
+from nplib.schedules import DTSchedule, make_schedule
 
 __all__ = [
     "FutureAutoencoder", "ForecastBlock", "NoPropForecaster", "BackpropForecaster", "ForecastConfig",

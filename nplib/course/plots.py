@@ -1,7 +1,7 @@
 r"""Figures of the course: plain matplotlib functions, each returning its ``Figure``.
 
 Introduced in notebooks/01_forward_diffusion_on_label_embeddings and
-notebooks/02_noise_schedules_and_snr; the interactive explorers of :mod:`nplib.widgets` only call
+notebooks/02_noise_schedules_and_snr; the interactive explorers of :mod:`nplib.course.widgets` only call
 these functions, so everything drawn interactively is also unit-tested (tests/test_plots.py).
 
 Conventions: time runs from noise (t = 0) to label (t = T); arrays indexed t = 1..T (``snr_delta``,
@@ -24,8 +24,8 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 import torch
 
-from .diffusion import posterior_step, q_sample
-from .schedules import DTSchedule, make_schedule
+from nplib.diffusion import posterior_step, q_sample
+from nplib.schedules import DTSchedule, make_schedule
 
 __all__ = [
     "plot_alpha_bar", "plot_snr", "plot_loss_weights", "plot_abc", "plot_schedules",
@@ -180,7 +180,7 @@ def plot_schedule_explorer(kind: str = "cosine", T: int = 10, alpha_bar_max: flo
     """The four schedule panels for one schedule, with the last block's share of the total weight.
 
     Introduced in notebooks/02_noise_schedules_and_snr, section 7 (the interactive explorer of
-    :func:`nplib.widgets.schedule_explorer` calls it). Invalid settings raise ``ValueError`` from
+    :func:`nplib.course.widgets.schedule_explorer` calls it). Invalid settings raise ``ValueError`` from
     :func:`nplib.schedules.make_schedule`.
     """
     s = make_schedule(kind, T, alpha_bar_min=alpha_bar_min, alpha_bar_max=alpha_bar_max)
@@ -356,7 +356,7 @@ def plot_noised_labels_at(t: int, W_embed=None, schedule: DTSchedule | None = No
     """One noised label ``z_t ~ q(z_t | y)`` as bars next to ``u_y``, and samples of 3 classes at time t.
 
     Introduced in notebooks/01_forward_diffusion_on_label_embeddings, section 5 (the slider of
-    :func:`nplib.widgets.noised_labels_slider` calls it). Defaults: one-hot ``W_embed`` (10
+    :func:`nplib.course.widgets.noised_labels_slider` calls it). Defaults: one-hot ``W_embed`` (10
     classes) and the course's cosine schedule with T = 10. The right panel's title gives the
     accuracy of guessing y as the class whose mean ``sqrt(alpha_bar_t) u_k`` is nearest to ``z_t``
     (``n_per_class`` samples of every class): how much of the label is left at time t.

@@ -2,8 +2,8 @@ r"""Prediction intervals of the NoProp forecaster: sampled quantiles, their cove
 widening factors calibrated on validation windows.
 
 Introduced in notebooks/07_timeseries_autoencoder, section 5. One of the time-series modules
-(:mod:`nplib.timeseries` says where each part lives); it builds on :mod:`nplib.ett` and needs of
-the model only its ``forecast`` method (:class:`nplib.forecaster.NoPropForecaster`).
+(:mod:`nplib.timeseries` says where each part lives); it builds on :mod:`nplib.timeseries.ett` and needs of
+the model only its ``forecast`` method (:class:`nplib.timeseries.forecaster.NoPropForecaster`).
 
 **Predictive distribution (notebook 07, section 5).** Sampling the stochastic chain S times gives
 S latents ``z_T`` per window; the decoder adds its own Gaussian residual with a per-horizon-step
@@ -12,7 +12,7 @@ future the d-dimensional latent cannot hold). Quantiles of the S samples give th
 prediction intervals; the mean of the samples is the point forecast. Measured on ETTh1, these raw
 intervals under-cover even on the TRAINING windows (the chain of T = 10 blocks, each trained to
 predict a conditional mean, is under-dispersed), so
-:func:`~nplib.forecast_experiment.run_experiment` also reports intervals widened by one factor per
+:func:`~nplib.timeseries.forecast_experiment.run_experiment` also reports intervals widened by one factor per
 level chosen on VALIDATION windows (:func:`calibrate_interval_scale`, split-conformal style; the
 test set is never used to choose it).
 """
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .ett import WindowSet, _generator, _per_channel
+from nplib.timeseries.ett import WindowSet, _generator, _per_channel
 
 if TYPE_CHECKING:  # annotations only: the model's module is not needed to evaluate it
-    from .forecaster import NoPropForecaster
+    from nplib.timeseries.forecaster import NoPropForecaster
 
 __all__ = ["evaluate_intervals", "calibrate_interval_scale"]
 

@@ -5,7 +5,7 @@ Introduced in notebooks/07_timeseries_autoencoder, section 4. Examples::
     python -m nplib forecast --dataset ETTh1 --horizon 96
     python -m nplib forecast --dataset ETTh1 --horizon 720 --lookback 96 --mode univariate --out runs/f.json
 
-Trains the NoProp autoencoder (:mod:`nplib.forecaster`) and the baselines (naive, seasonal naive,
+Trains the NoProp autoencoder (:mod:`nplib.timeseries.forecaster`) and the baselines (naive, seasonal naive,
 DLinear-style, the same network trained end to end with backprop) on the same windows, prints one
 table (model, MSE, MAE, 80 % / 95 % interval coverage and width on the standardised test set) and
 writes it, with the configuration, the hardware and the timings, as JSON (default
@@ -14,7 +14,7 @@ writes it, with the configuration, the hardware and the timings, as JSON (defaul
 window subsets, 1 epoch, 10 chain samples.
 
 ``--save-checkpoint NAME`` also ships the trained NoProp model as ``nplib/checkpoints/NAME.pt`` with
-its manifest (:func:`nplib.pretrained.save`, fields from :func:`nplib.forecast_experiment.checkpoint_fields`:
+its manifest (:func:`nplib.pretrained.save`, fields from :func:`nplib.timeseries.forecast_experiment.checkpoint_fields`:
 the command, hardware, history, and the test metrics it reproduces). Notebook 07's checkpoint was
 made by::
 
@@ -36,10 +36,10 @@ __all__ = ["COMMANDS", "add_parser", "run"]
 def run(args) -> int:
     import torch
 
-    from .ett import HORIZONS, MODES
-    from .forecast_experiment import checkpoint_fields, format_table, jsonable_result, run_experiment
-    from .forecaster import ForecastConfig
-    from .train import hardware_info
+    from nplib.timeseries.ett import HORIZONS, MODES
+    from nplib.timeseries.forecast_experiment import checkpoint_fields, format_table, jsonable_result, run_experiment
+    from nplib.timeseries.forecaster import ForecastConfig
+    from nplib.train import hardware_info
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,7 +69,7 @@ def run(args) -> int:
     out = {"command": command, "config": asdict(cfg), "hardware": hardware, "wall_seconds": wall,
            "results": results}
     if args.save_checkpoint:
-        from . import pretrained
+        from nplib import pretrained
 
         entry = pretrained.save(args.save_checkpoint, last["models"]["noprop"], args.checkpoint_dir,
                                 command=command, hardware=hardware, **checkpoint_fields(last))

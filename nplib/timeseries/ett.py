@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import devices
-from .data import DatasetNotFoundError, data_root, file_digest, smoke_mode
+from nplib import devices
+from nplib.data import DatasetNotFoundError, data_root, file_digest, smoke_mode
 
 __all__ = [
     "ETT_URL", "ETT_MD5", "ETT_COLUMNS", "SPLIT_HOURS", "HORIZONS", "LOOKBACKS", "MODES", "ETTSeries",
@@ -281,8 +281,8 @@ class ForecastData:
         """The same data with every window set on ``device`` (the three splits keep sharing one series).
 
         Introduced in notebooks/07_timeseries_autoencoder, section 1. Training and evaluation run on
-        the device of the data (:func:`~nplib.forecaster.fit_noprop`,
-        :func:`~nplib.forecast_intervals.evaluate_intervals`...).
+        the device of the data (:func:`~nplib.timeseries.forecaster.fit_noprop`,
+        :func:`~nplib.timeseries.forecast_intervals.evaluate_intervals`...).
         """
         device = torch.device(device)
         if self.device == device:

@@ -1,13 +1,13 @@
 r"""The forecasting experiment: the NoProp forecaster and every baseline on the same windows.
 
 Introduced in notebooks/07_timeseries_autoencoder, section 4; the command line is
-``python -m nplib forecast`` (:mod:`nplib.forecast_cli`). One of the time-series modules
+``python -m nplib forecast`` (:mod:`nplib.timeseries.forecast_cli`). One of the time-series modules
 (:mod:`nplib.timeseries` says where each part lives), the only one that imports all the others.
 
 :func:`run_experiment` trains (or takes already trained) the DLinear-style baseline, the backprop
 baseline and the NoProp forecaster on one (dataset, horizon, lookback, mode), evaluates them and
 the naive baselines on the test windows, and reports the NoProp intervals raw and widened by
-factors chosen on validation windows (:mod:`nplib.forecast_intervals`); :func:`format_table`
+factors chosen on validation windows (:mod:`nplib.timeseries.forecast_intervals`); :func:`format_table`
 prints its rows and :func:`jsonable_result` is what goes into JSON. :func:`checkpoint_fields` and
 :func:`load_pretrained` ship and load the trained forecaster (:mod:`nplib.pretrained`).
 """
@@ -20,11 +20,11 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .data import smoke_mode
-from .ett import ForecastData, WindowSet, _predict_windows, evaluate_point, prepare_forecast_data
-from .forecast_baselines import fit_dlinear, naive_forecast, seasonal_naive_forecast
-from .forecast_intervals import calibrate_interval_scale, evaluate_intervals
-from .forecaster import ForecastConfig, NoPropForecaster, fit_backprop, fit_noprop, smoke_config
+from nplib.data import smoke_mode
+from nplib.timeseries.ett import ForecastData, WindowSet, _predict_windows, evaluate_point, prepare_forecast_data
+from nplib.timeseries.forecast_baselines import fit_dlinear, naive_forecast, seasonal_naive_forecast
+from nplib.timeseries.forecast_intervals import calibrate_interval_scale, evaluate_intervals
+from nplib.timeseries.forecaster import ForecastConfig, NoPropForecaster, fit_backprop, fit_noprop, smoke_config
 
 __all__ = ["run_experiment", "format_table", "jsonable_result", "checkpoint_fields", "load_pretrained"]
 
@@ -42,7 +42,7 @@ def run_experiment(name: str = "ETTh1", horizon: int = 96, lookback: int = 336, 
     ``trained`` maps ``"noprop"``, ``"dlinear"`` or ``"backprop"`` to ``(model, info)`` of a model
     that is already trained (a shipped checkpoint, :mod:`nplib.pretrained`): it is evaluated, not
     trained again, and ``info`` (with its ``history``) is reported. Everything runs on ``device``
-    (default: the device of ``data``, else the CPU); quick mode uses :func:`~nplib.forecaster.smoke_config`.
+    (default: the device of ``data``, else the CPU); quick mode uses :func:`~nplib.timeseries.forecaster.smoke_config`.
     """
     smoke = smoke_mode() if smoke is None else smoke
     cfg = cfg or ForecastConfig()
@@ -142,7 +142,7 @@ def checkpoint_fields(result: dict, eval_seeds=(0, 1, 2, 3, 4), log=print) -> di
 
     Introduced in notebooks/07_timeseries_autoencoder, section 3 (``python -m nplib forecast
     --save-checkpoint NAME`` calls it). ``build`` holds the data and
-    :class:`~nplib.forecaster.ForecastConfig` that rebuild the model (:func:`load_pretrained`);
+    :class:`~nplib.timeseries.forecaster.ForecastConfig` that rebuild the model (:func:`load_pretrained`);
     ``test_metric`` the test metrics the checkpoint reproduces: the deterministic chain's MSE / MAE
     (exactly), and the mean-of-samples forecast's MSE / MAE with
     ``cfg.samples`` samples and generator seed ``cfg.seed`` (exactly, with the same seed and batch),
@@ -198,7 +198,7 @@ def load_pretrained(name: str = "nb07_forecaster", device: str | torch.device | 
     ``b = manifest["build"]``. A missing, corrupted or mismatched file raises
     :class:`nplib.pretrained.CheckpointError`.
     """
-    from . import pretrained
+    from nplib import pretrained
 
     m = pretrained.manifest(name)
     b = m.get("build") or {}

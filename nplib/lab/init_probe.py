@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime
 import statistics
 
-from .data import load_train_test
-from .models import BackpropBaseline
-from .train import fit, hardware_info, set_seed
+from nplib.data import load_train_test
+from nplib.models import BackpropBaseline
+from nplib.train import fit, hardware_info, set_seed
 
 __all__ = ["INITS", "run_init_probe", "COMMANDS"]
 
@@ -51,7 +51,7 @@ def run_init_probe(seeds=(0, 1, 2, 3, 4), train_size: int = 20_000, test_size: i
 
 
 def _cmd(args) -> int:
-    from .reference import write_result
+    from nplib.reference import write_result
 
     seeds = tuple(range(args.seeds))
     result = run_init_probe(seeds=seeds, device=args.device)

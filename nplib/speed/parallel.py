@@ -69,12 +69,13 @@ from pathlib import Path
 
 import torch
 
-from .data import TensorData, TensorLoader
-from .devices import make_generator
-from .models import BackpropBaseline, NoPropDT
-from .train import set_seed
+from nplib.data import TensorData, TensorLoader
+from nplib.devices import make_generator
+from nplib.models import BackpropBaseline, NoPropDT
+from nplib.train import set_seed
 
-__all__ = ["split_blocks", "check_parallelisable", "build_model", "train_single", "train_block_parallel",
+__all__ = ["split_blocks", "check_parallelisable", "build_model", "train_single", "train_block_parallel", "train_rank",
+           "rank_config", "state_digest",
            "models_equal", "max_abs_difference", "synthetic_data", "measure_throughput",
            "measure_training_memory", "measure_inference_latency", "MALLOC_ENV", "MODEL_KINDS"]
 
@@ -149,7 +150,7 @@ def check_parallelisable(model) -> None:
 # ---------------------------------------------------------------------------------------- training
 def _train_loop(model: NoPropDT, optimizers: dict, train: TensorData, epochs: int, batch_size: int, seed: int,
                 device, blocks=None, shared: bool = True, max_batches: int | None = None, on_epoch=None,
-                bf16: bool = False) -> int:
+                bf16: bool = False, on_step=None) -> int:
     """The minibatch loop of :func:`nplib.train.fit` (no evaluation); returns the number of steps.
 
     ``on_epoch(epoch, sums)``, when given, is called after every epoch with the example-weighted sums
@@ -170,6 +171,8 @@ def _train_loop(model: NoPropDT, optimizers: dict, train: TensorData, epochs: in
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 out = model.training_step(x.to(device), y.to(device), optimizers, blocks=blocks, shared=shared)
             steps += 1
+            if on_step is not None:
+                on_step()
             sums["block_sum"] += out["loss_blocks"] * n_blocks * len(y)
             sums["out_sum"] += (out["loss_classifier"] if shared else 0.0) * len(y)
             sums["n"] += len(y)
@@ -255,106 +258,148 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, model_kwargs: dict, train: TensorData, cfg: dict,
-            out_dir: str) -> None:
-    """One process of :func:`train_block_parallel` (spawned; rank 0 writes the gathered model)."""
+def rank_config(epochs: int = 1, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0,
+                threads_per_process: int = 1, device="cpu", backend: str | None = None,
+                max_batches: int | None = None, timeout: float = 600.0, log_epochs: bool = False,
+                bf16: bool = False, progress: bool = False, world_size: int = 2) -> dict:
+    """The settings every rank of :func:`train_rank` gets, checked; ``backend`` None: NCCL with one GPU per
+    rank, else gloo."""
+    _check_training_args(epochs, batch_size, max_batches)
+    if threads_per_process < 1:
+        raise ValueError(f"threads_per_process must be >= 1, got {threads_per_process}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available")
+    if backend is None:
+        backend = "nccl" if dev.type == "cuda" and torch.cuda.device_count() >= world_size else "gloo"
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
+    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+            "threads_per_process": threads_per_process, "device": str(dev), "backend": backend,
+            "max_batches": max_batches, "timeout": timeout, "log_epochs": log_epochs, "bf16": bf16,
+            "progress": progress}
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (names, dtypes, shapes, bytes): equal digests, equal models."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return h.hexdigest()
+
+
+def train_rank(model_kwargs: dict, train: TensorData, cfg: dict) -> dict | None:
+    """This process's share of block-parallel training, inside a process group that is already up.
+
+    Introduced in notebooks/06_backprop_vs_noprop, section 3. Whoever started the processes (torch's
+    launcher: ``torchrun``, or :func:`train_block_parallel`, which calls the same launcher from
+    Python) has set ``RANK``, ``WORLD_SIZE`` and the rendezvous; the caller has called
+    ``torch.distributed.init_process_group``. Rank r trains the blocks ``split_blocks(T, world_size)[r]``
+    (rank 0 also the classifier) on every minibatch, with no gradient exchanged; then every tensor of
+    block t is broadcast from its owner, so every rank ends with the whole model. Returns, on rank 0,
+    ``{"state": state_dict, "ranks": [per-rank blocks, steps, seconds], "history": [per-epoch rows]}``,
+    and None on the other ranks. ``cfg`` holds epochs, batch_size, lr, weight_decay, seed, device,
+    backend, max_batches, log_epochs and bf16 (as :func:`train_block_parallel` builds it).
+    """
     import torch.distributed as dist
 
-    torch.set_num_threads(cfg["threads_per_process"])
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    device = torch.device(cfg["device"])
+    if device.type == "cuda":   # one rank per GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    backend = dist.get_backend()
+    groups = split_blocks(model_kwargs.get("T", 10), world_size)
+    owner = {t: r for r, g in enumerate(groups) for t in g}
+    set_seed(cfg["seed"])
+    model = NoPropDT(**model_kwargs).to(device)
+    check_parallelisable(model)
+    set_seed(cfg["seed"])
+    optimizers = model.configure_optimizers(lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    history: list[dict] = []
+    bar = None
+    if rank == 0 and cfg.get("progress"):
+        from tqdm.auto import tqdm
+
+        per_epoch = -(-len(train) // cfg["batch_size"])
+        if cfg.get("max_batches"):
+            per_epoch = min(per_epoch, cfg["max_batches"])
+        bar = tqdm(total=cfg["epochs"] * per_epoch, desc=f"rank 0 of {world_size}: blocks {groups[0]} + classifier",
+                   unit="batch", mininterval=1.0)
+
+    def on_epoch(epoch: int, sums: dict) -> None:
+        # the loss of Algorithm 1 as fit() reports it: mean over blocks of L_t, plus the classifier's
+        # loss, averaged over the examples; one all-reduce of two numbers per epoch
+        buf = torch.tensor([sums["block_sum"], sums["out_sum"]], dtype=torch.float64)
+        dist.all_reduce(buf)
+        n = max(sums["n"], 1)
+        row = {"epoch": epoch, "loss": float(buf[0]) / (model.T * n) + float(buf[1]) / n,
+               "train_acc": float("nan"), "test_acc": float("nan"), "seconds": sums["seconds"]}
+        history.append(row)
+        if rank == 0 and cfg.get("log_epochs"):
+            print(f"epoch {epoch:>3}/{cfg['epochs']}: loss {row['loss']:.4f}, {row['seconds']:.1f} s "
+                  f"(rank 0: blocks {groups[0]} and the classifier)", flush=True)
+
+    dist.barrier()
+    t0 = time.perf_counter()
+    steps = _train_loop(model, optimizers, train, cfg["epochs"], cfg["batch_size"], cfg["seed"], device,
+                        blocks=groups[rank], shared=(rank == 0), max_batches=cfg["max_batches"],
+                        on_epoch=on_epoch, bf16=cfg.get("bf16", False),
+                        on_step=(lambda: bar.update(1)) if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    train_seconds = time.perf_counter() - t0
+    dist.barrier()
+    t1 = time.perf_counter()
+    # Gather: every tensor of block t (parameters AND BatchNorm statistics) comes from its owner,
+    # the classifier (and W_embed) from rank 0. No gradient was ever exchanged.
+    comm = device if backend == "nccl" else torch.device("cpu")
+
+    def bcast(tensor: torch.Tensor, src: int) -> None:
+        buf = tensor.detach().to(comm).clone() if tensor.device != comm else tensor.detach()
+        dist.broadcast(buf, src=src)
+        if buf is not tensor:
+            with torch.no_grad():
+                tensor.copy_(buf)
+
+    for t in range(1, model.T + 1):
+        for tensor in model.blocks[t - 1].state_dict().values():
+            bcast(tensor, owner[t])
+    for module in (model.classifier, model.embedding):
+        for tensor in module.state_dict().values():
+            bcast(tensor, 0)
+    gather_seconds = time.perf_counter() - t1
+    times = [None] * world_size
+    dist.all_gather_object(times, {"rank": rank, "blocks": groups[rank], "classifier": rank == 0,
+                                   "steps": steps, "train_seconds": train_seconds,
+                                   "gather_seconds": gather_seconds})
+    dist.barrier()
+    if rank != 0:
+        return None
+    return {"state": {k: v.cpu() for k, v in model.state_dict().items()}, "ranks": times, "history": history}
+
+
+def _loopback_only() -> None:
     if platform.system() == "Linux":  # talk over the loopback interface only
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
-    device = torch.device(cfg["device"])
-    if device.type == "cuda":
-        device = torch.device("cuda", rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    backend = cfg["backend"]
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=cfg["timeout"]))
+
+
+def _launched_worker(model_kwargs: dict, train: TensorData, cfg: dict) -> dict | None:
+    """What each process that :func:`train_block_parallel` launches runs: join the group, train, leave."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(cfg["threads_per_process"])
+    _loopback_only()
+    dist.init_process_group(cfg["backend"], timeout=datetime.timedelta(seconds=cfg["timeout"]))
     try:
-        groups = split_blocks(model_kwargs.get("T", 10), world_size)
-        owner = {t: r for r, g in enumerate(groups) for t in g}
-        set_seed(cfg["seed"])
-        model = NoPropDT(**model_kwargs).to(device)
-        check_parallelisable(model)
-        set_seed(cfg["seed"])
-        optimizers = model.configure_optimizers(lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        history: list[dict] = []
-
-        def on_epoch(epoch: int, sums: dict) -> None:
-            # the loss of Algorithm 1 as fit() reports it: mean over blocks of L_t, plus the classifier's
-            # loss, averaged over the examples; one all-reduce of two numbers per epoch
-            buf = torch.tensor([sums["block_sum"], sums["out_sum"]], dtype=torch.float64)
-            dist.all_reduce(buf)
-            n = max(sums["n"], 1)
-            row = {"epoch": epoch, "loss": float(buf[0]) / (model.T * n) + float(buf[1]) / n,
-                   "train_acc": float("nan"), "test_acc": float("nan"), "seconds": sums["seconds"]}
-            history.append(row)
-            if rank == 0 and cfg.get("log_epochs"):
-                print(f"epoch {epoch:>3}/{cfg['epochs']}: loss {row['loss']:.4f}, {row['seconds']:.1f} s "
-                      f"(rank 0: blocks {groups[0]} and the classifier)", flush=True)
-
-        dist.barrier()
-        t0 = time.perf_counter()
-        steps = _train_loop(model, optimizers, train, cfg["epochs"], cfg["batch_size"], cfg["seed"], device,
-                            blocks=groups[rank], shared=(rank == 0), max_batches=cfg["max_batches"],
-                            on_epoch=on_epoch, bf16=cfg.get("bf16", False))
-        train_seconds = time.perf_counter() - t0
-        dist.barrier()
-        t1 = time.perf_counter()
-        # Gather: every tensor of block t (parameters AND BatchNorm statistics) comes from its owner,
-        # the classifier (and W_embed) from rank 0. No gradient was ever exchanged.
-        comm = device if backend == "nccl" else torch.device("cpu")
-
-        def bcast(tensor: torch.Tensor, src: int) -> None:
-            buf = tensor.detach().to(comm).clone() if tensor.device != comm else tensor.detach()
-            dist.broadcast(buf, src=src)
-            if buf is not tensor:
-                with torch.no_grad():
-                    tensor.copy_(buf)
-
-        for t in range(1, model.T + 1):
-            for tensor in model.blocks[t - 1].state_dict().values():
-                bcast(tensor, owner[t])
-        for module in (model.classifier, model.embedding):
-            for tensor in module.state_dict().values():
-                bcast(tensor, 0)
-        gather_seconds = time.perf_counter() - t1
-        times = [None] * world_size
-        dist.all_gather_object(times, {"rank": rank, "blocks": groups[rank], "classifier": rank == 0,
-                                       "steps": steps, "train_seconds": train_seconds,
-                                       "gather_seconds": gather_seconds})
-        if rank == 0:
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, Path(out_dir) / "model.pt")
-            (Path(out_dir) / "ranks.json").write_text(json.dumps(times))
-            (Path(out_dir) / "history.json").write_text(json.dumps(history))
-        dist.barrier()
+        return train_rank(model_kwargs, train, cfg)
     finally:
-        _leave_in_order(dist, rank, world_size, Path(out_dir))
-    # Everything is written and the group is left: end the process here. At interpreter shutdown a
-    # torch.distributed background thread can still be joinable, and C++ then aborts the process
-    # ("terminate called without an active exception", SIGABRT), about once in eight runs even with
-    # rank 0 leaving last; os._exit skips that teardown. Not reached when training raised.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _leave_in_order(dist, rank: int, world_size: int, out_dir: Path, wait: float = 60.0) -> None:
-    """Destroy the process group, rank 0 last: it hosts the TCP store that the others talk to.
-
-    When rank 0 leaves first, another rank can still be using the store in a background thread and
-    fail at exit. Each other rank leaves and drops a marker file; rank 0 waits for all markers (at
-    most ``wait`` seconds) before it leaves.
-    """
-    if rank != 0:
-        dist.destroy_process_group()
-        (out_dir / f"left_{rank}").touch()
-        return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and not all((out_dir / f"left_{r}").exists() for r in range(1, world_size)):
-        time.sleep(0.02)
-    dist.destroy_process_group()
+        dist.destroy_process_group()   # every rank, after the last barrier; the launcher hosts the store
 
 
 def _spawn_and_collect(fn, nprocs: int, make_args, timeout: float, what: str):
@@ -383,12 +428,14 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
                          lr: float = 1e-3, weight_decay: float = 1e-3, seed: int = 0, world_size: int = 2,
                          threads_per_process: int = 1, device="cpu", backend: str | None = None,
                          max_batches: int | None = None, timeout: float = 600.0, log_epochs: bool = False,
-                         bf16: bool = False):
+                         bf16: bool = False, progress: bool = False):
     """Train NoPropDT(**model_kwargs) with its blocks split over ``world_size`` processes.
 
     Introduced in notebooks/06_backprop_vs_noprop, section 3.
 
-    The processes are started with ``torch.multiprocessing`` (spawn) and talk over
+    The processes are started by torch's own launcher (``torch.distributed.launcher``, which is what
+    ``torchrun`` runs; ``torchrun --nproc-per-node N -m nplib train ...`` starts the same
+    :func:`train_rank` from the command line, on one machine or several) and talk over
     ``torch.distributed`` on the loopback address 127.0.0.1 only: gloo on CPU, NCCL on GPU when
     there is one GPU per process (else gloo, with the final broadcasts through CPU copies). Each
     process trains its blocks of :func:`split_blocks` (rank 0 also the classifier) on every
@@ -399,36 +446,35 @@ def train_block_parallel(model_kwargs: dict, train: TensorData, epochs: int = 1,
     Returns ``(model, info)``: the gathered model on the CPU, and a dict with ``train_seconds``
     (slowest rank, between two barriers), ``gather_seconds``, ``wall_seconds`` (the whole call,
     process start-up included), ``ranks`` (per-rank blocks, steps, seconds), ``backend``.
-    The whole run is bounded by ``timeout`` seconds (the processes are killed after it).
+    ``timeout`` bounds every collective wait (a rank that stops answering fails the run after it);
+    ``progress=True`` shows rank 0's progress bar within each epoch.
     ``info["history"]`` has one row per epoch (``loss`` as :func:`nplib.train.fit` reports it, summed
     over the ranks; ``seconds``; no accuracies: nothing is evaluated during training);
     ``log_epochs=True`` prints each row from rank 0 as it ends; ``bf16=True`` trains under bfloat16
     autocast (as :func:`nplib.train.fit` with ``bf16=True``). The library never changes the
     allocator: the processes inherit the environment, so glibc settings that the caller exported
-    (``python -m nplib train`` does, with :func:`nplib.cpu.tune_malloc`) apply to them too.
+    (``python -m nplib train`` does, with :func:`nplib.speed.cpu.tune_malloc`) apply to them too.
     """
-    _check_training_args(epochs, batch_size, max_batches)
     probe = NoPropDT(**model_kwargs)
     check_parallelisable(probe)
     split_blocks(probe.T, world_size)  # validates world_size
-    if threads_per_process < 1:
-        raise ValueError(f"threads_per_process must be >= 1, got {threads_per_process}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available")
-    if backend is None:
-        backend = "nccl" if dev.type == "cuda" and torch.cuda.device_count() >= world_size else "gloo"
-    if backend not in ("gloo", "nccl"):
-        raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
-    cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-           "threads_per_process": threads_per_process, "device": str(dev), "backend": backend,
-           "max_batches": max_batches, "timeout": timeout, "log_epochs": log_epochs, "bf16": bf16}
+    cfg = rank_config(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                      threads_per_process=threads_per_process, device=device, backend=backend,
+                      max_batches=max_batches, timeout=timeout, log_epochs=log_epochs, bf16=bf16, progress=progress,
+                      world_size=world_size)
+    backend, dev = cfg["backend"], torch.device(cfg["device"])
     wall0 = time.perf_counter()
-    port = _free_port()
-    state, out = _spawn_and_collect(_worker, world_size,
-                                    lambda out_dir: (world_size, port, model_kwargs, train, cfg, out_dir), timeout,
-                                    "block-parallel training")
-    ranks, history = out["ranks"], out["history"]
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    _loopback_only()
+    # torch's own launcher, the one torchrun runs: it starts the processes, hosts the rendezvous
+    # store itself (so no rank has to outlive the others), and returns what each process returned
+    launch = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=world_size, run_id=f"nplib-{os.getpid()}",
+                          rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
+                          monitor_interval=0.1, start_method="spawn")
+    returned = elastic_launch(launch, _launched_worker)(model_kwargs, train, cfg)
+    out = returned[0]
+    state, ranks, history = out["state"], out["ranks"], out["history"]
     wall = time.perf_counter() - wall0
     probe.load_state_dict(state)
     probe.eval()
@@ -628,7 +674,7 @@ def measure_training_memory(kind: str, block="paper", batch_size: int = 128, ste
     if allocator == "fixed":
         env.update(MALLOC_ENV)
     env["OMP_NUM_THREADS"] = str(cfg["threads"])
-    proc = subprocess.run([sys.executable, "-m", "nplib.parallel", "memory-child", json.dumps(cfg)],
+    proc = subprocess.run([sys.executable, "-m", "nplib.speed.parallel", "memory-child", json.dumps(cfg)],
                           env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -694,4 +740,4 @@ if __name__ == "__main__":  # the child process of measure_training_memory
     if len(sys.argv) == 3 and sys.argv[1] == "memory-child":
         print(json.dumps(_memory_child(json.loads(sys.argv[2]))))
     else:
-        sys.exit("usage: python -m nplib.parallel memory-child '<json config>'")
+        sys.exit("usage: python -m nplib.speed.parallel memory-child '<json config>'")

@@ -36,7 +36,7 @@ minibatch, interleaved with the blocks: block t reads ``W_embed`` after the shar
 1..t-1, each of which used block t-1's gradient. Block t then depends on block t-1's update
 within the minibatch, and no batched computation can reproduce that order exactly. The fast path
 therefore raises a ValueError for trainable embeddings ('learned', 'prototype'), as block-parallel
-training does (:func:`nplib.parallel.check_parallelisable`); train those with the loop.
+training does (:func:`nplib.speed.parallel.check_parallelisable`); train those with the loop.
 
 **No host synchronisation inside a step.** The loop calls ``.item()`` and ``isfinite`` 2T times
 per minibatch, each a GPU -> CPU synchronisation. :meth:`FastDTTrainer.step` returns its losses as
@@ -61,8 +61,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .diffusion import kl_prior, q_sample
-from .models import NoPropDT
+from nplib.diffusion import kl_prior, q_sample
+from nplib.models import NoPropDT
 
 __all__ = ["FastDTTrainer", "check_fast_supported"]
 
@@ -399,17 +399,17 @@ def measure_throughput_side_by_side(block: str = "small", T: int = 10, batch_siz
 
 
 def _main(argv=None) -> int:
-    """``python -m nplib.fast --out runs/bench_fast_path.json``: the side-by-side throughput table."""
+    """``python -m nplib.speed.fast --out runs/bench_fast_path.json``: the side-by-side throughput table."""
     import argparse
     import datetime
     import json
     import os
     import sys
 
-    from .reference import write_result
-    from .train import hardware_info
+    from nplib.reference import write_result
+    from nplib.train import hardware_info
 
-    p = argparse.ArgumentParser(prog="python -m nplib.fast", description=measure_throughput_side_by_side.__doc__)
+    p = argparse.ArgumentParser(prog="python -m nplib.speed.fast", description=measure_throughput_side_by_side.__doc__)
     p.add_argument("--blocks", default="small,paper")
     p.add_argument("--steps", default="24", help="timed steps per path: N, or per block, e.g. small:24,paper:6")
     p.add_argument("--warmup", type=int, default=3)
@@ -432,7 +432,7 @@ def _main(argv=None) -> int:
         load = os.getloadavg()
     except OSError:
         load = None
-    result = {"command": " ".join(["python -m nplib.fast"] + (sys.argv[1:] if argv is None else list(argv))),
+    result = {"command": " ".join(["python -m nplib.speed.fast"] + (sys.argv[1:] if argv is None else list(argv))),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "hardware": hardware_info(), "device": str(device), "niceness": os.nice(0),
               "load_average_1_5_15_at_start": load_start, "load_average_1_5_15_at_end": load,

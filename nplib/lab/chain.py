@@ -2,7 +2,7 @@ r"""What the denoising chain does: where NoProp-DT decides, why, and one remedy.
 
 Introduced in notebooks/08_what_the_chain_does (README.md, "What the chain contributes").
 
-The ablation of :mod:`nplib.ablation` shows that in NoProp-DT the first block alone already
+The ablation of :mod:`nplib.lab.ablation` shows that in NoProp-DT the first block alone already
 classifies almost as well as the whole chain. This module holds the pieces that explain it and the
 remedy that notebook 08 tries:
 
@@ -51,8 +51,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .reference import write_result
-from .schedules import (EDM_P_MEAN, EDM_P_STD, DTSchedule, _check_dist, alpha_bar_from_sigma,  # noqa: F401 (re-exported)
+from nplib.reference import write_result
+from nplib.schedules import (EDM_P_MEAN, EDM_P_STD, DTSchedule, _check_dist, alpha_bar_from_sigma,  # noqa: F401 (re-exported)
                         equal_mass_alpha_bar, equal_mass_schedule, make_schedule, noise_mass,
                         sigma_from_alpha_bar)
 
@@ -159,9 +159,9 @@ def train_block_alone(train, epochs: int, *, objective: str = "denoise", test=No
     Either way block 1 is read out as a classifier by :func:`block_alone_accuracy`. ``history``
     holds one row per epoch: ``epoch``, ``loss``, ``test_acc`` (when ``test`` is given), ``seconds``.
     """
-    from .diffusion import q_sample
-    from .models import NoPropDT
-    from .train import set_seed
+    from nplib.diffusion import q_sample
+    from nplib.models import NoPropDT
+    from nplib.train import set_seed
 
     if objective not in ("denoise", "ce"):
         raise ValueError(f"objective must be 'denoise' or 'ce', got {objective!r}")
@@ -216,14 +216,14 @@ def train_block_alone(train, epochs: int, *, objective: str = "denoise", test=No
 
 # ---------------------------------------------------------------------- section 2: reading ablations
 def decided_levels(result: dict) -> list[dict]:
-    """Per block of an :func:`nplib.ablation.ablate` result: ``block``, ``alpha_bar``, ``snr``, ``accuracy``,
+    """Per block of an :func:`nplib.lab.ablation.ablate` result: ``block``, ``alpha_bar``, ``snr``, ``accuracy``,
     ``decided_fraction`` and ``cumulative`` (the fraction decided at this block or before).
 
     Introduced in notebooks/08_what_the_chain_does, section 2. "Decided at block t" is the
     ablation's: blocks t..T are all right and block t-1 is not.
     """
     if not isinstance(result, dict) or result.get("metric") != "accuracy" or "blocks" not in result:
-        raise ValueError("expected the result of nplib.ablation.ablate for a classifier (metric 'accuracy')")
+        raise ValueError("expected the result of nplib.lab.ablation.ablate for a classifier (metric 'accuracy')")
     out, cum = [], 0.0
     for b in result["blocks"]:
         cum += b["decided_fraction"]
@@ -314,7 +314,7 @@ def remedy_report(ablation: dict, checkpoints: dict, note: str = "") -> dict:
     chain's and block 1's accuracy, their difference and the fraction of test images decided at
     each block.
     """
-    from . import pretrained
+    from nplib import pretrained
 
     if not isinstance(ablation, dict) or "results" not in ablation:
         raise ValueError("ablation must be the JSON written by python -m nplib ablation --out")
@@ -345,8 +345,8 @@ def remedy_report(ablation: dict, checkpoints: dict, note: str = "") -> dict:
 
 # ---------------------------------------------------------------------------------------------- CLI
 def _cmd(args) -> int:
-    from .data import load_train_test, smoke_mode
-    from .train import hardware_info
+    from nplib.data import load_train_test, smoke_mode
+    from nplib.train import hardware_info
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -99,7 +99,7 @@ def settings(smoke: bool) -> dict:
 
 def build_row_model(row: str, image_shape, num_classes: int, cfg: dict):
     """The model of one row of Table 1 at the run's settings (paper block, T = 10, eta as in the paper)."""
-    from .builder import build_model
+    from nplib.builder import build_model
 
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; choose from {sorted(ROWS)}")
@@ -130,8 +130,8 @@ def _peak_memory_gb(model, train, cfg: dict, device, fast: bool) -> float | str:
 
 def _trainer(model, fast: bool):
     if fast:
-        from .fast import FastDTTrainer
-        from .models import NoPropDT
+        from nplib.speed.fast import FastDTTrainer
+        from nplib.models import NoPropDT
 
         if isinstance(model, NoPropDT) and not model.embedding.trainable:
             return FastDTTrainer(model)
@@ -157,8 +157,8 @@ def _jsonable(v):
 def run_one(dataset: str, row: str, seed: int, epochs: int, cfg: dict, out: Path, device, data_cache: dict,
             fast: bool = False, log=print) -> dict:
     """Train and evaluate one (dataset, row, seed); write and return its record (resumable)."""
-    from .data import load_train_test
-    from .train import evaluate_runs, fit, set_seed
+    from nplib.data import load_train_test
+    from nplib.train import evaluate_runs, fit, set_seed
 
     name = _name(dataset, row, seed)
     record_path = out / "runs" / f"{name}.json"
@@ -264,8 +264,8 @@ def _parse_list(text: str | None, allowed, what: str) -> list[str]:
 
 def run(args) -> int:
     """The ``reproduce`` subcommand (README.md, "Reproducing the paper")."""
-    from .data import smoke_mode
-    from .train import hardware_info
+    from nplib.data import smoke_mode
+    from nplib.train import hardware_info
 
     smoke = smoke_mode()
     cfg = settings(smoke)
@@ -327,7 +327,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--fast", action="store_true",
-                   help="train NoProp-DT (one-hot) with the batched fast path (nplib.fast); other rows use their loop")
+                   help="train NoProp-DT (one-hot) with the batched fast path (nplib.speed.fast); other rows use their loop")
     p.set_defaults(func=run)
 
 

@@ -28,7 +28,7 @@ Headers
 -------
 Every notebook opens with a Colab badge that opens the STUDENT copy, with the solved version
 linked beside it, and has one setup cell whose Colab branch installs the course package. Both
-are built from :data:`nplib.notebook.REPO_URL` and :func:`nplib.notebook.colab_install_hint`;
+are built from :data:`nplib.course.links.REPO_URL` and :func:`nplib.course.links.colab_install_hint`;
 :func:`sync_notebook_header` rewrites them (in the ``.py`` and the ``.ipynb`` of a pair) and sets
 the ``.ipynb``'s kernelspec to Python 3; :func:`sync_readme` rewrites the README's course map the
 same way. To move the course to another repository, change ``REPO_URL`` and run::
@@ -217,9 +217,9 @@ def stale_student_copies(src_dir="notebooks", out_dir="student", notebooks=None)
 # --------------------------------------------------------------------------------------------
 
 def github_repo(repo_url: str | None = None) -> str:
-    """``"org/repo"`` of a ``https://github.com/org/repo`` URL (default: ``nplib.notebook.REPO_URL``)."""
+    """``"org/repo"`` of a ``https://github.com/org/repo`` URL (default: ``nplib.course.links.REPO_URL``)."""
     if repo_url is None:
-        from .notebook import REPO_URL as repo_url
+        from nplib.course.links import REPO_URL as repo_url
     m = re.fullmatch(r"https://github\.com/([A-Za-z0-9_.\-]+)/([A-Za-z0-9_.\-]+?)(?:\.git)?/?", repo_url.strip())
     if not m:
         raise ValueError(f"REPO_URL must look like https://github.com/<org>/<repo>, got {repo_url!r}")
@@ -257,7 +257,7 @@ def pip_install_args() -> str:
 
     Accepts a hint written with or without a leading ``pip`` / ``%pip``.
     """
-    from .notebook import colab_install_hint
+    from nplib.course.links import colab_install_hint
 
     args = colab_install_hint().strip()
     args = re.sub(r"^%?pip\s+", "", args)

@@ -57,7 +57,7 @@ def _git_commit() -> str:
 
 def _hardware() -> dict:
     """:func:`nplib.train.hardware_info` plus the thread settings and the load average."""
-    from .train import hardware_info
+    from nplib.train import hardware_info
 
     info = hardware_info()
     info["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
@@ -82,7 +82,7 @@ def _resolve_device(name: str) -> str:
 
 def default_out(name: str, quick: bool) -> Path:
     """Where a benchmark writes without ``--out``: ``<runs>/bench_<name>[_quick].json``."""
-    from .notebook import runs_dir
+    from nplib.data import runs_dir
 
     return runs_dir() / (f"bench_{name}_quick.json" if quick else f"bench_{name}.json")
 
@@ -137,7 +137,7 @@ def run_throughput(args) -> dict:
     """
     import torch
 
-    from .parallel import measure_throughput
+    from nplib.speed.parallel import measure_throughput
 
     device = _resolve_device(args.device)
     if args.quick:
@@ -174,7 +174,7 @@ def run_throughput(args) -> dict:
 def run_memory(args) -> dict:
     """Peak training memory above idle vs batch size, NoProp-DT vs backprop (notebook 06, section 2).
 
-    Every measurement runs in a fresh child process (:func:`nplib.parallel.measure_training_memory`):
+    Every measurement runs in a fresh child process (:func:`nplib.speed.parallel.measure_training_memory`):
     model, AdamW optimizer(s) and minibatches are built, the idle baseline recorded, two training
     steps run and the peak minus the baseline reported. GPU: ``torch.cuda.max_memory_allocated``.
     CPU: peak resident set size (VmHWM, reset after the build), with glibc malloc told to give freed
@@ -182,7 +182,7 @@ def run_memory(args) -> dict:
     """
     import torch
 
-    from .parallel import MALLOC_ENV, measure_training_memory
+    from nplib.speed.parallel import MALLOC_ENV, measure_training_memory
 
     device = _resolve_device(args.device)
     if args.quick:
@@ -232,8 +232,8 @@ def run_memory(args) -> dict:
 
 def _training_data(n: int):
     """The first ``n`` of a fixed random subset of MNIST's training set, or random images without MNIST."""
-    from .data import DatasetNotFoundError, load_dataset
-    from .parallel import synthetic_data
+    from nplib.data import DatasetNotFoundError, load_dataset
+    from nplib.speed.parallel import synthetic_data
 
     try:
         return load_dataset("mnist", train=True, download=False).subset(n, seed=0), "MNIST train subset"
@@ -253,7 +253,7 @@ def run_parallel(args) -> dict:
     """
     import torch
 
-    from .parallel import max_abs_difference, models_equal, train_block_parallel, train_single
+    from nplib.speed.parallel import max_abs_difference, models_equal, train_block_parallel, train_single
 
     device = _resolve_device(args.device)
     plan = [("small", 256, 64)] if args.quick else [("small", 4096, 128), ("paper", 1024, 128)]
@@ -317,7 +317,7 @@ def run_inference(args) -> dict:
     """
     import torch
 
-    from .parallel import measure_inference_latency
+    from nplib.speed.parallel import measure_inference_latency
 
     device = _resolve_device(args.device)
     if args.quick:
@@ -359,7 +359,7 @@ def load_bench(name: str, root: Path | str | None = None) -> dict:
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {BENCHMARKS}")
     if root is None:
-        from .reference import load_result
+        from nplib.reference import load_result
 
         return load_result(f"bench_{name}")
     path = Path(root) / f"bench_{name}.json"

@@ -113,7 +113,7 @@ _CHILD = r"""
 import json, sys, time
 cfg = json.loads(sys.argv[1])
 if cfg["tune"]:
-    from nplib.cpu import tune_malloc
+    from nplib.speed.cpu import tune_malloc
     tune_malloc(export=False)
 import torch
 torch.set_num_threads(cfg["threads"])
@@ -122,7 +122,7 @@ torch.manual_seed(0)
 model = NoPropDT((1, 28, 28), 10, T=cfg["T"], block=cfg["block"])
 kw = {"fused": True} if cfg["fused"] else {}
 if cfg["fast"]:
-    from nplib.fast import FastDTTrainer
+    from nplib.speed.fast import FastDTTrainer
     trainer = FastDTTrainer(model)
     opts = trainer.configure_optimizers()
     step = lambda x, y: trainer.training_step(x, y, opts)
@@ -162,7 +162,7 @@ def measure_cpu_options(block: str = "small", T: int = 10, batch_size: int = 128
     import subprocess
     import sys
 
-    from .parallel import split_blocks
+    from nplib.speed.parallel import split_blocks
 
     options = options or CPU_OPTIONS
     if steps < 1 or rounds < 1:
@@ -205,15 +205,15 @@ def measure_cpu_options(block: str = "small", T: int = 10, batch_size: int = 128
 
 
 def _main(argv=None) -> int:
-    """``python -m nplib.cpu --out FILE``: the side-by-side table of :func:`measure_cpu_options`."""
+    """``python -m nplib.speed.cpu --out FILE``: the side-by-side table of :func:`measure_cpu_options`."""
     import argparse
     import datetime
     import sys
 
-    from .reference import write_result
-    from .train import hardware_info
+    from nplib.reference import write_result
+    from nplib.train import hardware_info
 
-    p = argparse.ArgumentParser(prog="python -m nplib.cpu", description=measure_cpu_options.__doc__)
+    p = argparse.ArgumentParser(prog="python -m nplib.speed.cpu", description=measure_cpu_options.__doc__)
     p.add_argument("--block", default="small", choices=["small", "paper"])
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rounds", type=int, default=2)
@@ -225,7 +225,7 @@ def _main(argv=None) -> int:
     for r in rows:
         print(f"{r['configuration']:<55} {r['images_per_s']:>9.0f} {r['seconds_per_epoch_60k']:>8.0f} "
               f"{r['speedup']:>8.2f}x")
-    result = {"command": " ".join(["python -m nplib.cpu"] + (sys.argv[1:] if argv is None else list(argv))),
+    result = {"command": " ".join(["python -m nplib.speed.cpu"] + (sys.argv[1:] if argv is None else list(argv))),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "hardware": hardware_info(), "block": args.block, "T": 10, "batch_size": 128,
               "load_average_1_5_15_at_start": load0, "load_average_1_5_15_at_end": os.getloadavg(),

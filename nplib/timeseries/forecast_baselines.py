@@ -1,13 +1,13 @@
 r"""The baselines of the forecasting experiment: naive, seasonal naive and DLinear-style.
 
 Introduced in notebooks/07_timeseries_autoencoder, section 4. One of the time-series modules
-(:mod:`nplib.timeseries` says where each part lives); it builds on :mod:`nplib.ett`.
+(:mod:`nplib.timeseries` says where each part lives); it builds on :mod:`nplib.timeseries.ett`.
 
 **Baselines (notebook 07, section 4)**, on exactly the same windows: last value (naive), seasonal
 naive (the value 24 h earlier), a DLinear-style model (moving-average trend / seasonal
 decomposition, one linear map each, Zeng et al. 2023) and the same blocks trained END TO END with
 backprop. That last one is built from the forecaster's blocks, so it lives with them in
-:mod:`nplib.forecaster` (:class:`~nplib.forecaster.BackpropForecaster`); it trains with the
+:mod:`nplib.timeseries.forecaster` (:class:`~nplib.timeseries.forecaster.BackpropForecaster`); it trains with the
 supervised loop of this module (:func:`_fit_supervised`), as DLinear-style does.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ett import ForecastConfig, ForecastData, _batch, _generator, _pairs, _val_mse
+from nplib.timeseries.ett import ForecastConfig, ForecastData, _batch, _generator, _pairs, _val_mse
 
 __all__ = ["moving_average", "DLinear", "naive_forecast", "seasonal_naive_forecast", "fit_dlinear"]
 
@@ -79,7 +79,7 @@ class DLinear(nn.Module):
 
 
 # ============================================================================ training
-# (the supervised loop is shared with nplib.forecaster.fit_backprop)
+# (the supervised loop is shared with nplib.timeseries.forecaster.fit_backprop)
 def _fit_supervised(model: nn.Module, data: ForecastData, cfg: ForecastConfig, epochs: int, lr: float,
                     log=print, name: str = "") -> dict:
     """MSE training with AdamW, keeping the parameters of the epoch with the best validation MSE.

@@ -61,7 +61,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .devices import make_generator, model_device, randn, randperm
+from nplib.devices import make_generator, model_device, randn, randperm
 
 __all__ = ["ablate", "ROW_LABELS", "MODEL_KINDS", "format_table", "load_model", "COMMANDS", "add_parser"]
 
@@ -124,7 +124,7 @@ class _Eval:
 # ------------------------------------------------------------------------------------ classifiers
 def _dt_chain(model, x, mode: str, noise: bool, g):
     """DT / backprop chain with z replaced before every block: (final class, per-block classes)."""
-    from .evaluation import _chain_update
+    from nplib.evaluation import _chain_update
 
     z = model._initial_z(x.shape[0], noise, g, x.device)
     per_block = []
@@ -229,7 +229,7 @@ def _ablate_classifier(model, kind: str, data, noise: bool, seed: int, batch_siz
         S = len(record)
     co = None
     if kind == "ct":
-        from .continuous import ct_step_coefficients
+        from nplib.continuous import ct_step_coefficients
 
         co = ct_step_coefficients(model.schedule, steps)
     hits = {k: 0 for k in ROW_LABELS}
@@ -313,8 +313,8 @@ def _check_windows(model, ws):
 
 @torch.no_grad()
 def _ablate_forecaster(model, ws, noise: bool, seed: int, batch_size: int, device, tolerance: float):
-    from .timeseries import _back, _per_channel, evaluate_point
-    from .diffusion import posterior_step
+    from nplib.timeseries import _back, _per_channel, evaluate_point
+    from nplib.diffusion import posterior_step
 
     _check_windows(model, ws)
     ws = ws.to(device) if hasattr(ws, "to") else ws
@@ -452,15 +452,15 @@ def load_model(checkpoint: str, report: str | None = None, dataset: str | None =
     :mod:`nplib.pretrained`) or the file of a ``python -m nplib train --checkpoint FILE --out REPORT``
     run, which needs ``report``. ``dataset`` overrides the classifier's test set.
     """
-    from . import pretrained
-    from .data import load_train_test, smoke_mode
+    from nplib import pretrained
+    from nplib.data import load_train_test, smoke_mode
 
     smoke = smoke_mode() if smoke is None else smoke
     if checkpoint in pretrained.names():
         m = pretrained.manifest(checkpoint)
         b = m.get("build") or {}
         if b.get("kind") == "forecaster":
-            from .timeseries import load_pretrained, prepare_forecast_data
+            from nplib.timeseries import load_pretrained, prepare_forecast_data
 
             if dataset is not None and dataset != b["dataset"]:
                 raise ValueError(f"{checkpoint} forecasts {b['dataset']}; --dataset {dataset} does not apply")
@@ -479,8 +479,8 @@ def load_model(checkpoint: str, report: str | None = None, dataset: str | None =
                                     "nor a file")
         if report is None:
             raise ValueError("a training checkpoint file needs --report (the JSON of the same train run)")
-        from .builder import build_model
-        from .train import load_checkpoint
+        from nplib.builder import build_model
+        from nplib.train import load_checkpoint
 
         rep = json.loads(Path(report).read_text())
         cfg, mc = rep["config"], rep["config"]["model"]
@@ -501,9 +501,9 @@ def load_model(checkpoint: str, report: str | None = None, dataset: str | None =
 
 
 def _cmd(args) -> int:
-    from .data import smoke_mode
-    from .reference import write_result
-    from .train import hardware_info
+    from nplib.data import smoke_mode
+    from nplib.reference import write_result
+    from nplib.train import hardware_info
 
     if args.threads:
         torch.set_num_threads(args.threads)
