@@ -60,3 +60,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    """With the slow tier on, start making tests/test_colab.py's pinned venv while the tests before it run."""
+    import sys
+
+    if session.config.getoption("--slow") and "test_colab" in sys.modules and \
+            any(item.module.__name__ == "test_colab" for item in session.items if hasattr(item, "module")):
+        sys.modules["test_colab"].start_building_the_venv()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import sys
+
+    if "test_colab" in sys.modules:
+        sys.modules["test_colab"].remove_the_venv()

@@ -42,8 +42,8 @@ from nplib import NoPropDT, load_dataset
 from nplib.lab.bench import describe, load_bench
 from nplib.notebook import setup
 from nplib.speed.parallel import (check_parallelisable, max_abs_difference, measure_inference_latency,
-                            measure_throughput, measure_training_memory, models_equal, split_blocks,
-                            train_block_parallel, train_single)
+                                  measure_throughput, models_equal, saved_activation_peak, split_blocks,
+                                  train_block_parallel, train_single)
 
 S = setup(seed=0)          # prints device, hardware, data root, full/quick mode
 SMOKE = S.smoke            # quick mode: smaller live measurements
@@ -141,19 +141,25 @@ plt.show()
 # `MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=65536 MALLOC_ARENA_MAX=1`: every tensor of
 # 64 KiB or more is its own mapping and returns to the system when freed. The benchmark also
 # measures with glibc's defaults to show the difference.
+#
+# **Counted here, measured in the benchmark.** The cell below does not measure the process: it
+# counts the bytes that autograd keeps for backward, because every saved tensor passes a hook
+# (`nplib.speed.parallel.saved_activation_peak`, with `torch.autograd.graph.saved_tensors_hooks`).
+# That count depends only on the shapes, so it is the same on every CPU, GPU and operating system,
+# and it isolates the one part of the table above that block-wise training changes. The
+# whole-process peak (parameters, optimizer state, gradients, the allocator) is what the benchmark
+# measures as described above; its shipped result is plotted after it.
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-# (for `pytest --nbval`: a live measurement on this machine; it varies from run to run)
 batches = (64,) if SMOKE else (64, 256)
-live_mem = {(kind, b): measure_training_memory(kind, "small", batch_size=b, steps=2, T=T, device=DEVICE)
-            for b in batches for kind in ("noprop", "backprop")}
+saved = {(kind, b): saved_activation_peak(kind, "small", batch_size=b, T=T)
+         for b in batches for kind in ("noprop", "backprop")}
 for b in batches:
-    nop, bp = live_mem[("noprop", b)], live_mem[("backprop", b)]
-    print(f"small block, batch {b:3d}: NoProp-DT {nop['peak_delta_mib']:6.1f} MiB, backprop "
-          f"{bp['peak_delta_mib']:6.1f} MiB above idle -> ratio {nop['peak_delta_bytes'] / bp['peak_delta_bytes']:.2f}"
-          f"   [{nop['method']}]")
-    assert nop["peak_delta_bytes"] < bp["peak_delta_bytes"], "NoProp-DT should need less training memory"
+    nop, bp = saved[("noprop", b)], saved[("backprop", b)]
+    print(f"small block, batch {b:3d}: activations saved for backward at the peak: NoProp-DT "
+          f"{nop['peak_bytes'] / 2**20:6.1f} MiB, backprop {bp['peak_bytes'] / 2**20:6.1f} MiB "
+          f"-> ratio {nop['peak_bytes'] / bp['peak_bytes']:.3f} (1/T = {1 / T:.3f})")
+    assert nop["peak_bytes"] < bp["peak_bytes"] / (T / 2), "NoProp-DT keeps one block's activations, backprop all T"
 
 # %%
 bench = bench_result("memory")

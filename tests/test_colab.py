@@ -89,6 +89,44 @@ def _pip_args_from_hint(wheel: Path) -> list[str]:
     return args[1:-1] + [f"{name} @ {wheel.as_uri()}"]
 
 
+_VENV: dict = {}
+
+
+def _make_pinned_venv(venv: Path) -> None:
+    _run([sys.executable, "-m", "venv", str(venv)])
+    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", *(f"{k}=={v}" for k, v in COLAB_PINS.items()), *EXTRA],
+         timeout=1800)
+
+
+def start_building_the_venv() -> None:
+    """Start making the pinned venv in a background thread (``conftest.py`` calls this right after
+    collection when the slow tier runs): pip spends most of its minute or two unpacking wheels on one
+    core, while the tests before this file use the other one."""
+    if _VENV or os.environ.get("NPLIB_COLAB_VENV"):
+        return
+    import tempfile
+    import threading
+
+    folder = Path(tempfile.mkdtemp(prefix="nplib-colab-venv-"))
+
+    def build():
+        try:
+            _make_pinned_venv(folder / "venv")
+        except BaseException as err:  # re-raised by the fixture, in the test that needs the venv
+            _VENV["error"] = err
+
+    _VENV.update(folder=folder, thread=threading.Thread(target=build, daemon=True))
+    _VENV["thread"].start()
+
+
+def remove_the_venv() -> None:
+    """Delete the background venv (``conftest.py`` calls this at the end of the session)."""
+    if _VENV.get("folder"):
+        if _VENV["thread"].is_alive():
+            _VENV["thread"].join(1800)
+        shutil.rmtree(_VENV["folder"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def colab_env(tmp_path_factory):
     """A venv with Colab's pins and nplib installed from a wheel; its python, site-packages, freezes."""
@@ -103,13 +141,17 @@ def colab_env(tmp_path_factory):
     _run([sys.executable, "-m", "pip", "wheel", str(src), "-w", str(tmp / "wheel"), "--no-deps", "-q"])
     (wheel,) = (tmp / "wheel").glob("nplib-*.whl")
 
-    venv = Path(os.environ.get("NPLIB_COLAB_VENV") or tmp / "venv")
+    if _VENV.get("thread"):
+        _VENV["thread"].join()
+        if "error" in _VENV:
+            raise _VENV["error"]
+        venv = _VENV["folder"] / "venv"
+    else:
+        venv = Path(os.environ.get("NPLIB_COLAB_VENV") or tmp / "venv")
     python = venv / "bin" / "python"
     if not python.exists():
-        _run([sys.executable, "-m", "venv", str(venv)])
-        _run([python, "-m", "pip", "install", "-q", *(f"{k}=={v}" for k, v in COLAB_PINS.items()), *EXTRA],
-             timeout=1800)
-    else:
+        _make_pinned_venv(venv)
+    elif not _VENV.get("thread"):
         _run([python, "-m", "pip", "uninstall", "-y", "-q", "nplib"])
     before = _freeze(python)
     assert "nplib" not in before
@@ -155,7 +197,7 @@ def test_widgets_under_colabs_ipywidgets_7(colab_env, tmp_path):
     """The explorers under ipywidgets 7.7.1: drawn once when built, a PNG of the default view kept."""
     from test_widgets import check_widget_notebook, execute_widget_notebook
 
-    code = ("from nplib import plots, widgets; calls = []; orig = plots.plot_schedule_explorer\n"
+    code = ("from nplib.course import plots, widgets; calls = []; orig = plots.plot_schedule_explorer\n"
             "plots.plot_schedule_explorer = lambda *a: calls.append(a) or orig(*a)\n"
             "ui = widgets.schedule_explorer(kind='linear', T=7, alpha_bar_max=0.999)\n"
             "import ipywidgets; print(ipywidgets.__version__, calls, type(ui).__name__)")

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The cells of the tiny notebook: both explorers, as notebooks 01 and 02 call them.
 WIDGET_CELLS = [
-    "from nplib import widgets\nimport ipywidgets\nprint('ipywidgets', ipywidgets.__version__)",
+    "from nplib.course import widgets\nimport ipywidgets\nprint('ipywidgets', ipywidgets.__version__)",
     "widgets.schedule_explorer(kind='linear', T=7, alpha_bar_max=0.999);",
     "widgets.noised_labels_slider(y=4, t=2);",
     "widgets.schedule_explorer(kind='cosine', T=30, alpha_bar_max=0.99);",

@@ -59,7 +59,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -596,8 +595,16 @@ def _rss_kib() -> tuple[int | None, int | None]:
         return None, None
 
 
+def _maxrss_bytes(resource) -> int:
+    """The process's peak resident size in bytes: ``ru_maxrss`` is in KiB on Linux, in bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else 1024 * int(peak)
+
+
 def _memory_child(cfg: dict) -> dict:
     """Runs inside the child process of :func:`measure_training_memory`; returns bytes."""
+    import resource  # POSIX only: imported here, so that the rest of the module works on Windows
+
     torch.set_num_threads(cfg["threads"])
     device = torch.device(cfg["device"])
     set_seed(cfg["seed"])
@@ -629,7 +636,7 @@ def _memory_child(cfg: dict) -> dict:
             baseline = 1024 * rss
         else:
             method = "ru_maxrss - ru_maxrss after build (peak NOT reset: may include the build's peak)"
-            baseline = 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            baseline = _maxrss_bytes(resource)
     t0 = time.perf_counter()
     for x, y in zip(xs, ys):
         model.training_step(x, y, optimizers)
@@ -637,7 +644,7 @@ def _memory_child(cfg: dict) -> dict:
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
     else:
-        peak = 1024 * (_rss_kib()[1] if use_hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        peak = 1024 * _rss_kib()[1] if use_hwm else _maxrss_bytes(resource)
     seconds = time.perf_counter() - t0
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return {"baseline_bytes": int(baseline), "peak_bytes": int(peak), "peak_delta_bytes": int(peak - baseline),
