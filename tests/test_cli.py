@@ -75,15 +75,23 @@ def test_train_fast_path_gives_the_loops_numbers_and_skips_the_train_accuracy(tm
     assert loop["train_acc"] != loop["train_acc"]                          # NaN: not measured
 
 
-@pytest.mark.slow
-def test_train_fast_refuses_what_it_cannot_train(tmp_path):
+def _refused(monkeypatch, capsys, *args):
+    """``python -m nplib ARGS`` in this process (quick mode, malloc untouched): exit code and stderr."""
+    from nplib.cli import main
+
+    monkeypatch.setenv("NPLIB_SMOKE", "1")
+    rc = main([*args, "--no-tune-malloc"])
+    return rc, capsys.readouterr().err
+
+
+def test_train_fast_refuses_what_it_cannot_train(tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "x.json")
-    r = run("train", "--variant", "backprop", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "--fast trains NoProp-DT only" in r.stderr
-    r = run("train", "--embedding", "learned", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "learned" in r.stderr
-    r = run("train", "--train-eval-size", "-1", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "--train-eval-size" in r.stderr
+    rc, err = _refused(monkeypatch, capsys, "train", "--variant", "backprop", "--fast", "--out", out)
+    assert rc == 2 and "--fast trains NoProp-DT only" in err
+    rc, err = _refused(monkeypatch, capsys, "train", "--embedding", "learned", "--fast", "--out", out)
+    assert rc == 2 and "learned" in err
+    rc, err = _refused(monkeypatch, capsys, "train", "--train-eval-size", "-1", "--out", out)
+    assert rc == 2 and "--train-eval-size" in err
 
 
 @pytest.mark.slow
@@ -109,15 +117,14 @@ def test_train_parallel_equals_one_process_with_the_same_threads(tmp_path):
     assert par["parallel"]["world_size"] == 2 and len(par["history"]) == 1
 
 
-@pytest.mark.slow
-def test_train_parallel_refuses_what_it_cannot_split(tmp_path):
+def test_train_parallel_refuses_what_it_cannot_split(tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "x.json")
-    r = run("train", "--variant", "backprop", "--parallel", "2", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "block-parallel training is for NoProp-DT only" in r.stderr
-    r = run("train", "--parallel", "2", "--fast", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "--fast cannot be combined with block-parallel training" in r.stderr
-    r = run("train", "--parallel", "1", "--out", out, env={"NPLIB_SMOKE": "1"})
-    assert r.returncode == 2 and "at least 2" in r.stderr
+    rc, err = _refused(monkeypatch, capsys, "train", "--variant", "backprop", "--parallel", "2", "--out", out)
+    assert rc == 2 and "block-parallel training is for NoProp-DT only" in err
+    rc, err = _refused(monkeypatch, capsys, "train", "--parallel", "2", "--fast", "--out", out)
+    assert rc == 2 and "--fast cannot be combined with block-parallel training" in err
+    rc, err = _refused(monkeypatch, capsys, "train", "--parallel", "1", "--out", out)
+    assert rc == 2 and "at least 2" in err
 
 
 def _free_port() -> int:
