@@ -1,7 +1,7 @@
 """nplib.speed.cpu: the malloc tuning (the same numbers) and the side-by-side CPU benchmark.
 
 How much faster the tuning makes a step is a measurement, not a property: `python -m nplib bench` and
-nplib.speed.cpu.measure_cpu_options report it; no test here asserts a time or a page-fault count.
+nplib.speed.cpu.measure_cpu_options report it; the tests here check numbers only, never a time or a memory count.
 """
 import json
 import os

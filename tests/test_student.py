@@ -150,7 +150,10 @@ def test_committed_student_copy_has_stubs_without_solutions_and_keeps_figures(sr
     assert not any("solution" in _tags(c) for c in stud.cells)
     kept = [c for c in orig.cells if "solution" not in _tags(c)]
     assert [c.id for c in stud.cells] == [c.id for c in kept]
-    assert [c.source for c in stud.cells] == [c.source for c in kept]
+    from nplib.course.student import _without_test_markers
+
+    assert [c.source for c in stud.cells] == [_without_test_markers(c.source) if c.cell_type == "code" else c.source
+                                              for c in kept]
     stubs = [c for c in stud.cells if "raises-exception" in _tags(c)]
     assert stubs, "every notebook has exercises"
     assert all(c.outputs == [] for c in stubs)
@@ -213,3 +216,13 @@ def test_student_copy_runs_top_to_bottom_with_only_stub_errors():
             assert [e.ename for e in errors] == ["NotImplementedError"], (c.source[:80], errors)
         else:
             assert errors == [], (c.source[:80], [(e.ename, e.evalue) for e in errors])
+
+
+def test_student_copies_carry_no_test_suite_markers():
+    """nbval's markers and their reasons are for the test suite: a student copy has none."""
+    from nplib.course.student import _without_test_markers
+
+    assert _without_test_markers("# NBVAL_IGNORE_OUTPUT\n# (why,\n# on two lines)\nx = 1\n# (kept)\n") == \
+        "x = 1\n# (kept)\n"
+    for path in sorted((ROOT / "student").glob("*.ipynb")):
+        assert "NBVAL" not in path.read_text(encoding="utf-8"), path.name

@@ -104,6 +104,28 @@ def _prune_widget_state(nb) -> None:
     widgets[_WIDGET_STATE]["state"] = {k: v for k, v in state.items() if k in keep}
 
 
+_MARKER_RE = re.compile(r"^\s*# NBVAL_[A-Z_]+\s*$")
+
+
+def _without_test_markers(source: str) -> str:
+    """``source`` without nbval's ``# NBVAL_...`` lines and the ``# (...)`` reason that follows each
+    (one or more comment lines, up to the one that ends with ``)``)."""
+    out, in_reason = [], False
+    for line in source.splitlines(keepends=True):
+        text = line.strip()
+        if _MARKER_RE.match(line):
+            in_reason = None            # a reason may follow
+            continue
+        if in_reason is None and text.startswith("# ("):
+            in_reason = True
+        if in_reason:
+            in_reason = not text.endswith(")")
+            continue
+        in_reason = False
+        out.append(line)
+    return "".join(out)
+
+
 def student_notebook(nb):
     """The student copy of the nbformat-4 notebook ``nb`` (a new notebook; ``nb`` is not modified).
 
@@ -124,6 +146,7 @@ def student_notebook(nb):
         if out.nbformat_minor >= 5 and not cell.get("id"):
             cell["id"] = _stable_id(i, cell)
         if cell.cell_type == "code":
+            cell.source = _without_test_markers(cell.source)   # the test suite's markers are not for students
             if STUB_TAG in t or i > first_solution:
                 cell.outputs = []
                 cell.execution_count = None
